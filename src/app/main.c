@@ -1,0 +1,228 @@
+/* main.c — the switchboard server: command line, routes, signals. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app/app.h"
+#include "switchboard.h"
+
+static sb_server_t *g_server;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: switchboard [OPTIONS]\n"
+            "\n"
+            "A real-time WebSocket hub. Serves http://HOST:PORT/ with /health and the\n"
+            "WebSocket echo endpoint /echo.\n"
+            "\n"
+            "Options:\n"
+            "  --host ADDR              address to listen on (default 127.0.0.1; 0.0.0.0 or ::\n"
+            "                           for every interface)\n"
+            "  --port N                 port to listen on (default 8080; 0 picks a free one)\n"
+            "  --log-level LEVEL        error, warn, info or debug (default info)\n"
+            "  --no-echo                do not serve the /echo endpoint\n"
+            "  --max-message-size BYTES largest WebSocket message (default 524288; suffixes\n"
+            "                           k, m: 16m)\n"
+            "  --ping-interval DURATION ping connections silent this long (default 54s;\n"
+            "                           units ms, s, m)\n"
+            "  --pong-timeout DURATION  close connections silent this long (default 60s)\n"
+            "  --write-timeout DURATION close connections whose output is stuck this long\n"
+            "                           (default 10s)\n"
+            "  -h, --help               show this help and exit\n"
+            "  -V, --version            print the version and exit\n");
+}
+
+static int bad_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "switchboard: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'switchboard --help' for the list of options.\n");
+    return 2;
+}
+
+/* "16m", "512k", "1024" -> bytes. */
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || s[0] == '-')
+        return -1;
+    if (*end == 'k' || *end == 'K')
+        v *= 1024, end++;
+    else if (*end == 'm' || *end == 'M')
+        v *= 1024 * 1024, end++;
+    if (*end || v == 0 || v > (1ull << 40))
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+/* "54s", "500ms", "2m", "60" (seconds) -> milliseconds. */
+static int parse_duration(const char *s, uint64_t *ms)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || s[0] == '-')
+        return -1;
+    if (strcmp(end, "ms") == 0)
+        ;
+    else if (strcmp(end, "s") == 0 || *end == '\0')
+        v *= 1000;
+    else if (strcmp(end, "m") == 0)
+        v *= 60000;
+    else
+        return -1;
+    if (v == 0)
+        return -1;
+    *ms = v;
+    return 0;
+}
+
+static void log_stderr(void *data, sb_log_level_t level, const char *msg)
+{
+    (void)data;
+    static const char *const names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
+    char ts[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(stderr, "%s %-5s %s\n", ts, names[level], msg);
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (g_server)
+        sb_server_stop(g_server, 5000);
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_HOST = 256, OPT_PORT, OPT_LOG, OPT_NO_ECHO, OPT_MAX_MSG, OPT_PING, OPT_PONG,
+           OPT_WRITE };
+    static const struct option options[] = {
+        {"host", required_argument, NULL, OPT_HOST},
+        {"port", required_argument, NULL, OPT_PORT},
+        {"log-level", required_argument, NULL, OPT_LOG},
+        {"no-echo", no_argument, NULL, OPT_NO_ECHO},
+        {"max-message-size", required_argument, NULL, OPT_MAX_MSG},
+        {"ping-interval", required_argument, NULL, OPT_PING},
+        {"pong-timeout", required_argument, NULL, OPT_PONG},
+        {"write-timeout", required_argument, NULL, OPT_WRITE},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    sb_server_config_t cfg;
+    sb_server_config_init(&cfg);
+    cfg.log = log_stderr;
+    int echo = 1;
+
+    opterr = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, ":hV", options, NULL)) != -1) {
+        char *end;
+        long port;
+        switch (opt) {
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("switchboard %s\n", sb_version());
+            return 0;
+        case OPT_HOST:
+            cfg.host = optarg;
+            break;
+        case OPT_PORT:
+            errno = 0;
+            port = strtol(optarg, &end, 10);
+            if (errno || *end || end == optarg || port < 0 || port > 65535)
+                return bad_usage("--port wants a number from 0 to 65535, not '%s'", optarg);
+            cfg.port = (int)port;
+            break;
+        case OPT_LOG: {
+            int level = sb_log_level_parse(optarg);
+            if (level < 0)
+                return bad_usage("--log-level wants error, warn, info or debug, not '%s'", optarg);
+            cfg.log_level = (sb_log_level_t)level;
+            break;
+        }
+        case OPT_NO_ECHO:
+            echo = 0;
+            break;
+        case OPT_MAX_MSG:
+            if (parse_size(optarg, &cfg.max_message_size))
+                return bad_usage("--max-message-size wants a size in bytes (like 65536, 512k or "
+                                 "16m), not '%s'",
+                                 optarg);
+            break;
+        case OPT_PING:
+        case OPT_PONG:
+        case OPT_WRITE: {
+            uint64_t *field = opt == OPT_PING   ? &cfg.ping_interval_ms
+                              : opt == OPT_PONG ? &cfg.pong_timeout_ms
+                                                : &cfg.write_timeout_ms;
+            if (parse_duration(optarg, field))
+                return bad_usage("a duration looks like 500ms, 54s or 2m, not '%s'", optarg);
+            break;
+        }
+        case ':':
+            return bad_usage("option '%s' needs a value", argv[optind - 1]);
+        default:
+            return bad_usage("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return bad_usage("unexpected argument '%s'", argv[optind]);
+
+    /* A sweep at least four times per heartbeat period keeps deadlines
+     * within a quarter of their length. */
+    uint64_t shortest = cfg.ping_interval_ms < cfg.pong_timeout_ms ? cfg.ping_interval_ms
+                                                                   : cfg.pong_timeout_ms;
+    if (shortest / 4 < cfg.sweep_interval_ms)
+        cfg.sweep_interval_ms = shortest / 4 ? shortest / 4 : 1;
+
+    sb_server_t *srv;
+    int r = sb_server_new(&srv, &cfg);
+    if (r) {
+        fprintf(stderr, "switchboard: cannot start: %s\n", sb_strerror(r));
+        return 1;
+    }
+    app_t app = {.server = srv, .echo = echo};
+    r = app_routes(&app);
+    if (!r)
+        r = sb_server_listen(srv);
+    if (r) {
+        fprintf(stderr, "switchboard: cannot start: %s\n", sb_strerror(r));
+        sb_server_free(srv);
+        return 1;
+    }
+
+    g_server = srv;
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    const char *host = cfg.host;
+    int v6 = strchr(host, ':') != NULL;
+    printf("switchboard %s listening on http://%s%s%s:%d/\n", sb_version(), v6 ? "[" : "",
+           host, v6 ? "]" : "", sb_server_port(srv));
+    fflush(stdout);
+
+    r = sb_server_run(srv);
+    g_server = NULL;
+    sb_server_free(srv);
+    fprintf(stderr, "switchboard: stopped\n");
+    return r ? 1 : 0;
+}

@@ -1,0 +1,175 @@
+/*
+ * internal.h — the server layer's shared structures: the loop, listeners,
+ * connections (HTTP head -> WebSocket open -> closing -> closed), the write
+ * queue and the route table.
+ */
+#ifndef SB_SERVER_INTERNAL_H
+#define SB_SERVER_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "server/http.h"
+#include "switchboard.h"
+#include "ws/ws.h"
+
+/* The loop-wide read buffer. The first SB_TAIL_ROOM bytes are kept free so
+ * that the unconsumed tail of a connection's previous read (an incomplete
+ * frame header or control frame) can be put in front of the new bytes
+ * without copying them. */
+#define SB_READ_SIZE (64 * 1024)
+#define SB_TAIL_ROOM 256
+
+/* At most this many queued messages go into one writev. */
+#define SB_WRITE_BATCH 64
+
+struct sb_msg_s {
+    uint32_t refs;
+    size_t len;
+    uint8_t data[];
+};
+
+/* Allocates a message of len bytes for the caller to fill (one reference). */
+sb_msg_t *sb__msg_alloc(size_t len);
+
+typedef struct sb__route_s {
+    char *path;
+    size_t path_len;
+    uint8_t prefix; /* path ended in '*' */
+    uint8_t is_ws;
+    unsigned methods;
+    sb_http_handler_fn handler;
+    void *data;
+    sb_ws_handlers_t ws;
+} sb__route_t;
+
+typedef enum {
+    SB_CONN_HTTP = 0,  /* reading HTTP requests */
+    SB_CONN_WS,        /* WebSocket open */
+    SB_CONN_CLOSING,   /* WebSocket close frame sent or received; draining */
+    SB_CONN_CLOSED,    /* doomed: reaped (on_close, uv_close) at the next flush, freed in
+                          libuv's close callback; nothing is read or sent any more */
+} sb__conn_state_t;
+
+enum {
+    SB_F_CLOSE_SENT = 1 << 0,
+    SB_F_CLOSE_RECEIVED = 1 << 1,
+    SB_F_END_AFTER_FLUSH = 1 << 2, /* shut TCP down once the queue drains */
+    SB_F_SHUTDOWN = 1 << 3,        /* uv_shutdown issued: discard input until EOF */
+    SB_F_WRITING = 1 << 4,         /* a uv_write is in flight */
+    SB_F_DIRTY = 1 << 5,           /* on the server's flush list */
+    SB_F_READ_PAUSED = 1 << 6,     /* reading stopped: too much output queued */
+    SB_F_STOP_AFTER_REQUEST = 1 << 7, /* server stopping: close after this response */
+    SB_F_UPGRADED = 1 << 8,        /* the handshake succeeded: on_close is owed */
+};
+
+/* What a connection keeps while in the HTTP phase; freed at upgrade. */
+struct sb_request_s {
+    sb_conn_t *conn;
+    sb__http_req_t http;
+    const sb__route_t *route;
+    uint32_t path_len;
+    uint32_t query_off, query_len; /* query_off 0: no query */
+    uint8_t responded;
+    uint8_t head;                  /* HEAD request: no body in the answer */
+};
+
+struct sb_conn_s {
+    uv_tcp_t tcp;
+    sb_server_t *srv;
+    sb_conn_t *next_dirty;
+    uint32_t index;        /* position in srv->conns */
+    uint8_t state;
+    uint16_t flags;
+    uint8_t tail_len;      /* bytes in tail */
+    uint8_t *tail;         /* unconsumed bytes of the previous read, or NULL */
+
+    uint64_t last_read;    /* loop time of the last bytes read */
+    uint64_t last_ping;    /* loop time of the last ping sent */
+    uint64_t last_progress; /* loop time the write queue last moved (or was empty) */
+    uint64_t deadline;     /* HTTP: head/idle deadline; CLOSING: close deadline */
+
+    /* write queue: a ring of message references; the head message is
+     * partially written up to head_off. */
+    sb_msg_t **q;
+    uint32_t q_head, q_count, q_cap;
+    uint32_t q_inflight;   /* messages covered by the uv_write in flight */
+    size_t head_off;
+    size_t queued;         /* bytes queued and not yet written */
+    uv_write_t *wreq;
+
+    sb_request_t *req;     /* HTTP phase only */
+
+    /* WebSocket */
+    const sb__route_t *route;
+    const char *subprotocol;
+    sb__ws_reader_t reader;
+    uint8_t *msg;          /* reassembly of a message spanning reads or frames */
+    size_t msg_len, msg_cap;
+    uint16_t close_code;   /* received, else sent, else 0 */
+    void *user_data;
+    char id[20];
+};
+
+struct sb_server_s {
+    sb_server_config_t cfg;
+    char *host;
+    uv_loop_t loop;
+    uv_tcp_t listener;
+    uv_prepare_t prepare; /* flush before the loop blocks */
+    uv_check_t check;     /* flush after the loop's I/O */
+    uv_timer_t sweep;
+    uv_timer_t stop_timer;
+    uv_async_t stop_async;
+    int port;
+    uint8_t listening;
+    uint8_t stopping;
+    uint8_t handles_closed;
+    uint64_t stop_timeout_ms;
+    uint64_t next_conn_id;
+
+    sb__route_t *routes;
+    size_t nroutes;
+
+    sb_conn_t **conns;
+    uint32_t nconns, conns_cap;
+    sb_conn_t *dirty;
+
+    uint8_t *rbuf;        /* SB_TAIL_ROOM + SB_READ_SIZE */
+    uint8_t rbuf_busy;
+    char date[40];        /* cached IMF-fixdate for the Date header */
+    uint64_t date_at;
+};
+
+void sb__log(const sb_server_t *srv, sb_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* conn.c */
+void sb__conn_accept(sb_server_t *srv);
+int sb__conn_queue(sb_conn_t *c, sb_msg_t *msg); /* takes a new reference */
+void sb__conn_end(sb_conn_t *c);   /* shut down after the queue drains */
+void sb__conn_abort(sb_conn_t *c); /* close TCP at the next flush point */
+void sb__conn_keep_tail(sb_conn_t *c, const uint8_t *p, size_t n);
+void sb__conn_flush_all(sb_server_t *srv);
+void sb__conn_sweep(sb_conn_t *c, uint64_t now);
+void sb__conn_stop(sb_conn_t *c);  /* server stopping */
+
+/* httpconn.c */
+void sb__http_read(sb_conn_t *c, uint8_t *data, size_t len);
+void sb__http_error(sb_conn_t *c, int status, const char *text);
+const char *sb__http_status_text(int status);
+
+/* wsconn.c */
+void sb__wsconn_handshake(sb_conn_t *c, uint8_t *rest, size_t rest_len);
+void sb__wsconn_read(sb_conn_t *c, uint8_t *data, size_t len);
+void sb__wsconn_closed(sb_conn_t *c);
+void sb__wsconn_ping(sb_conn_t *c);
+
+/* server.c */
+const sb__route_t *sb__route_match(const sb_server_t *srv, const char *path, size_t len);
+const char *sb__server_date(sb_server_t *srv);
+void sb__server_conn_gone(sb_server_t *srv, sb_conn_t *c);
+
+#endif /* SB_SERVER_INTERNAL_H */

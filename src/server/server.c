@@ -1,0 +1,309 @@
+/* server.c — the loop, the listener, the route table, the timeout sweep and
+ * graceful stop. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/internal.h"
+
+static void on_stop(uv_async_t *a);
+
+int sb_server_new(sb_server_t **out, const sb_server_config_t *cfg)
+{
+    *out = NULL;
+    if (!cfg || cfg->port < 0 || cfg->port > 65535 || !cfg->max_message_size ||
+        !cfg->sweep_interval_ms)
+        return SB_EINVAL;
+
+    sb_server_t *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return SB_ENOMEM;
+    srv->cfg = *cfg;
+    if (!srv->cfg.max_frame_size)
+        srv->cfg.max_frame_size = srv->cfg.max_message_size;
+    srv->host = strdup(cfg->host ? cfg->host : "127.0.0.1");
+    srv->rbuf = malloc(SB_TAIL_ROOM + SB_READ_SIZE);
+    if (!srv->host || !srv->rbuf)
+        goto fail;
+    srv->cfg.host = srv->host;
+    if (uv_loop_init(&srv->loop))
+        goto fail;
+    srv->loop.data = srv;
+    uv_tcp_init(&srv->loop, &srv->listener);
+    uv_prepare_init(&srv->loop, &srv->prepare);
+    uv_check_init(&srv->loop, &srv->check);
+    uv_timer_init(&srv->loop, &srv->sweep);
+    uv_timer_init(&srv->loop, &srv->stop_timer);
+    uv_async_init(&srv->loop, &srv->stop_async, on_stop);
+    srv->stop_async.data = srv;
+    srv->listener.data = srv;
+    srv->prepare.data = srv;
+    srv->check.data = srv;
+    srv->sweep.data = srv;
+    srv->stop_timer.data = srv;
+    *out = srv;
+    return 0;
+
+fail:
+    free(srv->rbuf);
+    free(srv->host);
+    free(srv);
+    return SB_ENOMEM;
+}
+
+static void noop_close(uv_handle_t *h)
+{
+    (void)h;
+}
+
+void sb_server_free(sb_server_t *srv)
+{
+    if (!srv)
+        return;
+    if (!srv->handles_closed) {
+        /* Never ran: the handles are initialised but idle. */
+        uv_close((uv_handle_t *)&srv->listener, noop_close);
+        uv_close((uv_handle_t *)&srv->prepare, noop_close);
+        uv_close((uv_handle_t *)&srv->check, noop_close);
+        uv_close((uv_handle_t *)&srv->sweep, noop_close);
+        uv_close((uv_handle_t *)&srv->stop_timer, noop_close);
+        uv_close((uv_handle_t *)&srv->stop_async, noop_close);
+        uv_run(&srv->loop, UV_RUN_DEFAULT);
+    }
+    uv_loop_close(&srv->loop);
+    for (size_t i = 0; i < srv->nroutes; i++)
+        free(srv->routes[i].path);
+    free(srv->routes);
+    free(srv->conns);
+    free(srv->rbuf);
+    free(srv->host);
+    free(srv);
+}
+
+/* ---- routes ----------------------------------------------------------- */
+
+static int route_add(sb_server_t *srv, const char *path, sb__route_t *r)
+{
+    if (!path || path[0] != '/')
+        return SB_EINVAL;
+    size_t len = strlen(path);
+    r->prefix = path[len - 1] == '*';
+    if (r->prefix)
+        len--;
+    for (size_t i = 0; i < srv->nroutes; i++)
+        if (srv->routes[i].prefix == r->prefix && srv->routes[i].path_len == len &&
+            memcmp(srv->routes[i].path, path, len) == 0)
+            return SB_EEXIST;
+    sb__route_t *routes = realloc(srv->routes, (srv->nroutes + 1) * sizeof *routes);
+    if (!routes)
+        return SB_ENOMEM;
+    srv->routes = routes;
+    r->path = strndup(path, len);
+    if (!r->path)
+        return SB_ENOMEM;
+    r->path_len = len;
+    srv->routes[srv->nroutes++] = *r;
+    return 0;
+}
+
+int sb_server_route(sb_server_t *srv, const char *path, unsigned methods,
+                    sb_http_handler_fn handler, void *data)
+{
+    if (!handler || !methods)
+        return SB_EINVAL;
+    /* A resource that answers GET answers HEAD too (RFC 9110 9.3.2). */
+    if (methods & SB_METHOD_GET)
+        methods |= SB_METHOD_HEAD;
+    sb__route_t r = {.methods = methods, .handler = handler, .data = data};
+    return route_add(srv, path, &r);
+}
+
+int sb_server_route_ws(sb_server_t *srv, const char *path, const sb_ws_handlers_t *h)
+{
+    if (!h)
+        return SB_EINVAL;
+    sb__route_t r = {.methods = SB_METHOD_GET, .is_ws = 1, .ws = *h};
+    return route_add(srv, path, &r);
+}
+
+const sb__route_t *sb__route_match(const sb_server_t *srv, const char *path, size_t len)
+{
+    const sb__route_t *best = NULL;
+    for (size_t i = 0; i < srv->nroutes; i++) {
+        const sb__route_t *r = &srv->routes[i];
+        if (!r->prefix) {
+            if (r->path_len == len && memcmp(r->path, path, len) == 0)
+                return r;
+        } else if (r->path_len <= len && memcmp(r->path, path, r->path_len) == 0) {
+            if (!best || r->path_len > best->path_len)
+                best = r;
+        }
+    }
+    return best;
+}
+
+/* ---- the loop --------------------------------------------------------- */
+
+uint64_t sb_server_now(const sb_server_t *srv)
+{
+    return uv_now(&srv->loop);
+}
+
+size_t sb_server_conn_count(const sb_server_t *srv)
+{
+    return srv->nconns;
+}
+
+int sb_server_port(const sb_server_t *srv)
+{
+    return srv->port;
+}
+
+const char *sb__server_date(sb_server_t *srv)
+{
+    uint64_t now = uv_now(&srv->loop);
+    if (!srv->date[0] || now - srv->date_at >= 1000) {
+        time_t t = time(NULL);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(srv->date, sizeof srv->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        srv->date_at = now;
+    }
+    return srv->date;
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    sb_server_t *srv = listener->data;
+    if (status < 0) {
+        sb__log(srv, SB_LOG_WARN, "accept failed: %s", uv_strerror(status));
+        return;
+    }
+    sb__conn_accept(srv);
+}
+
+static void on_flush(uv_handle_t *h)
+{
+    sb__conn_flush_all(h->data);
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    on_flush((uv_handle_t *)h);
+}
+
+static void on_check(uv_check_t *h)
+{
+    on_flush((uv_handle_t *)h);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    sb_server_t *srv = t->data;
+    uint64_t now = uv_now(&srv->loop);
+    /* Closing a connection only starts uv_close: nothing leaves the array
+     * until its close callback, so this walk is safe. */
+    for (uint32_t i = 0; i < srv->nconns; i++)
+        sb__conn_sweep(srv->conns[i], now);
+}
+
+int sb_server_listen(sb_server_t *srv)
+{
+    struct sockaddr_storage addr;
+    int r;
+    if (strchr(srv->host, ':'))
+        r = uv_ip6_addr(srv->host, srv->cfg.port, (struct sockaddr_in6 *)&addr);
+    else
+        r = uv_ip4_addr(srv->host, srv->cfg.port, (struct sockaddr_in *)&addr);
+    if (r) {
+        sb__log(srv, SB_LOG_ERROR, "cannot listen on %s: not an IP address (%s)", srv->host,
+                uv_strerror(r));
+        return SB_EADDR;
+    }
+    r = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&addr, 0);
+    if (!r)
+        r = uv_listen((uv_stream_t *)&srv->listener, 1024, on_connection);
+    if (r) {
+        sb__log(srv, SB_LOG_ERROR, "cannot listen on %s port %d: %s", srv->host, srv->cfg.port,
+                uv_strerror(r));
+        return SB_EADDR;
+    }
+    struct sockaddr_storage bound;
+    int len = sizeof bound;
+    uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &len);
+    srv->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                  : ((struct sockaddr_in *)&bound)->sin_port);
+    srv->listening = 1;
+    return 0;
+}
+
+static void close_server_handles(sb_server_t *srv)
+{
+    if (srv->handles_closed)
+        return;
+    srv->handles_closed = 1;
+    if (!uv_is_closing((uv_handle_t *)&srv->listener))
+        uv_close((uv_handle_t *)&srv->listener, NULL);
+    uv_close((uv_handle_t *)&srv->prepare, NULL);
+    uv_close((uv_handle_t *)&srv->check, NULL);
+    uv_close((uv_handle_t *)&srv->sweep, NULL);
+    uv_close((uv_handle_t *)&srv->stop_timer, NULL);
+    uv_close((uv_handle_t *)&srv->stop_async, NULL);
+}
+
+void sb__server_conn_gone(sb_server_t *srv, sb_conn_t *c)
+{
+    uint32_t i = c->index;
+    sb_conn_t *last = srv->conns[--srv->nconns];
+    srv->conns[i] = last;
+    last->index = i;
+    if (srv->stopping && srv->nconns == 0)
+        close_server_handles(srv);
+}
+
+static void on_stop_timeout(uv_timer_t *t)
+{
+    sb_server_t *srv = t->data;
+    sb__log(srv, SB_LOG_WARN, "shutdown timeout: closing %u remaining connection(s)",
+            srv->nconns);
+    for (uint32_t i = 0; i < srv->nconns; i++)
+        sb__conn_abort(srv->conns[i]);
+}
+
+static void on_stop(uv_async_t *a)
+{
+    sb_server_t *srv = a->data;
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    sb__log(srv, SB_LOG_INFO, "shutting down: closing %u connection(s)", srv->nconns);
+    if (srv->listening)
+        uv_close((uv_handle_t *)&srv->listener, NULL);
+    srv->listening = 0;
+    uv_timer_start(&srv->stop_timer, on_stop_timeout, srv->stop_timeout_ms, 0);
+    for (uint32_t i = 0; i < srv->nconns; i++)
+        sb__conn_stop(srv->conns[i]);
+    if (srv->nconns == 0)
+        close_server_handles(srv);
+}
+
+void sb_server_stop(sb_server_t *srv, uint64_t timeout_ms)
+{
+    srv->stop_timeout_ms = timeout_ms;
+    uv_async_send(&srv->stop_async);
+}
+
+int sb_server_run(sb_server_t *srv)
+{
+    if (!srv->listening)
+        return SB_EINVAL;
+    uv_prepare_start(&srv->prepare, on_prepare);
+    uv_check_start(&srv->check, on_check);
+    uv_timer_start(&srv->sweep, on_sweep, srv->cfg.sweep_interval_ms,
+                   srv->cfg.sweep_interval_ms);
+    /* The sweep alone must not keep the loop alive, nor must the flushers. */
+    uv_unref((uv_handle_t *)&srv->prepare);
+    uv_unref((uv_handle_t *)&srv->check);
+    int r = uv_run(&srv->loop, UV_RUN_DEFAULT);
+    return r < 0 ? SB_EIO : 0;
+}

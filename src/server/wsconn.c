@@ -1,0 +1,326 @@
+/* wsconn.c — the WebSocket phase of a connection: the opening handshake
+ * (RFC 6455 4.2), frames to messages, control frames and the closing
+ * handshake (RFC 6455 7). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/internal.h"
+
+static void refuse(sb_conn_t *c, int status, const char *headers, const char *text)
+{
+    char body[256];
+    int n = snprintf(body, sizeof body, "%d %s: %s\n", status, sb__http_status_text(status), text);
+    sb_request_respond(c->req, status, "text/plain; charset=utf-8", headers, body, (size_t)n);
+}
+
+static int version_is_13(const char *v, size_t len)
+{
+    while (len && (*v == ' ' || *v == '\t')) {
+        v++;
+        len--;
+    }
+    while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+        len--;
+    return len == 2 && v[0] == '1' && v[1] == '3';
+}
+
+void sb__wsconn_handshake(sb_conn_t *c, uint8_t *rest, size_t rest_len)
+{
+    sb_request_t *req = c->req;
+    const sb__http_req_t *h = &req->http;
+    const sb__route_t *route = req->route;
+    size_t len;
+    const char *v;
+
+    if (sb_request_method(req) != SB_METHOD_GET) {
+        refuse(c, 405, "Allow: GET\r\n", "a WebSocket endpoint takes only GET with an upgrade");
+        return;
+    }
+    v = sb_request_header(req, "Upgrade", &len);
+    if (!v || !sb__token_list_has(v, len, "websocket")) {
+        refuse(c, 426, "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+               "this is a WebSocket endpoint: connect with a WebSocket client");
+        return;
+    }
+    if (h->parser.http_major < 1 || (h->parser.http_major == 1 && h->parser.http_minor < 1)) {
+        refuse(c, 400, NULL, "a WebSocket handshake needs HTTP/1.1");
+        return;
+    }
+    v = sb_request_header(req, "Connection", &len);
+    if (!v || !sb__token_list_has(v, len, "upgrade")) {
+        refuse(c, 400, NULL, "the Connection header must include Upgrade");
+        return;
+    }
+    if (!sb_request_header(req, "Host", NULL)) {
+        refuse(c, 400, NULL, "the handshake needs a Host header");
+        return;
+    }
+    v = sb_request_header(req, "Sec-WebSocket-Version", &len);
+    if (!v || !version_is_13(v, len)) {
+        refuse(c, 426, "Sec-WebSocket-Version: 13\r\n",
+               "unsupported WebSocket version: this server speaks version 13");
+        return;
+    }
+    char accept[29];
+    v = sb_request_header(req, "Sec-WebSocket-Key", &len);
+    if (!v || sb__ws_accept_key(v, len, accept)) {
+        refuse(c, 400, NULL, "Sec-WebSocket-Key must be the base64 of 16 bytes");
+        return;
+    }
+    if (route->ws.on_upgrade) {
+        int status = route->ws.on_upgrade(req, route->ws.data);
+        if (req->responded)
+            return;
+        if (status) {
+            refuse(c, status >= 400 && status < 600 ? status : 403, NULL,
+                   "the server refused this connection");
+            return;
+        }
+    }
+    v = sb_request_header(req, "Sec-WebSocket-Protocol", &len);
+    const char *proto = sb__ws_select_subprotocol(v, len, route->ws.subprotocols);
+
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 101 Switching Protocols\r\n"
+                     "Upgrade: websocket\r\n"
+                     "Connection: Upgrade\r\n"
+                     "Sec-WebSocket-Accept: %s\r\n"
+                     "%s%s%s"
+                     "Server: switchboard/%s\r\n\r\n",
+                     accept, proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "",
+                     proto ? "\r\n" : "", SB_VERSION);
+    sb_msg_t *m = sb__msg_alloc((size_t)n);
+    if (!m) {
+        sb__conn_abort(c);
+        return;
+    }
+    memcpy(m->data, head, (size_t)n);
+    sb__conn_queue(c, m);
+    sb_msg_unref(m);
+
+    /* The HTTP phase is over: drop its memory. */
+    sb__http_req_free(&c->req->http);
+    free(c->req);
+    c->req = NULL;
+    sb_server_t *srv = c->srv;
+    c->state = SB_CONN_WS;
+    c->flags |= SB_F_UPGRADED;
+    c->route = route;
+    c->subprotocol = proto;
+    sb__ws_reader_init(&c->reader, 1, srv->cfg.max_message_size, srv->cfg.max_frame_size);
+    c->last_read = c->last_ping = uv_now(&srv->loop);
+    sb__log(srv, SB_LOG_DEBUG, "%s: WebSocket open on %s", c->id, route->path);
+    if (route->ws.on_open)
+        route->ws.on_open(c, route->ws.data);
+    if (rest_len && c->state == SB_CONN_WS)
+        sb__wsconn_read(c, rest, rest_len);
+}
+
+/* ---- closing ---------------------------------------------------------- */
+
+static void send_close(sb_conn_t *c, int code, const char *reason, size_t reason_len)
+{
+    uint8_t payload[SB_WS_MAX_CONTROL];
+    size_t n = 0;
+    if (code) {
+        payload[0] = (uint8_t)(code >> 8);
+        payload[1] = (uint8_t)code;
+        if (reason_len > SB_WS_MAX_CONTROL - 2)
+            reason_len = SB_WS_MAX_CONTROL - 2;
+        memcpy(payload + 2, reason, reason_len);
+        n = 2 + reason_len;
+    }
+    c->flags |= SB_F_CLOSE_SENT;
+    sb_msg_t *m = sb_msg_new(SB_OP_CLOSE, payload, n);
+    if (!m) {
+        sb__conn_abort(c);
+        return;
+    }
+    sb__conn_queue(c, m);
+    sb_msg_unref(m);
+}
+
+/* Fails the connection (RFC 6455 7.1.7): send the close frame, then end TCP
+ * without waiting for the peer's reply. */
+static void fail(sb_conn_t *c, int code, const char *reason)
+{
+    sb__log(c->srv, SB_LOG_DEBUG, "%s: closing with %d: %s", c->id, code, reason);
+    if (!c->close_code)
+        c->close_code = (uint16_t)code;
+    if (!(c->flags & SB_F_CLOSE_SENT))
+        send_close(c, code, reason, strlen(reason));
+    if (c->state != SB_CONN_CLOSED)
+        c->state = SB_CONN_CLOSING;
+    sb__conn_end(c);
+}
+
+int sb_conn_close(sb_conn_t *conn, int code, const char *reason)
+{
+    size_t len = reason ? strlen(reason) : 0;
+    if (!sb__close_code_valid(code) || len > SB_WS_MAX_CONTROL - 2 ||
+        !sb__utf8_valid((const uint8_t *)reason, len))
+        return SB_EINVAL;
+    if (conn->state != SB_CONN_WS)
+        return 0;
+    conn->close_code = (uint16_t)code;
+    send_close(conn, code, reason, len);
+    if (conn->state == SB_CONN_CLOSED)
+        return 0;
+    /* Wait for the peer's close frame; the sweep ends it after close_timeout. */
+    conn->state = SB_CONN_CLOSING;
+    conn->deadline = uv_now(&conn->srv->loop) + conn->srv->cfg.close_timeout_ms;
+    return 0;
+}
+
+void sb__wsconn_closed(sb_conn_t *c)
+{
+    const sb__route_t *route = c->route;
+    int code = c->close_code ? c->close_code : SB_CLOSE_ABNORMAL;
+    sb__log(c->srv, SB_LOG_DEBUG, "%s: WebSocket closed (%d)", c->id, code);
+    if (route->ws.on_close)
+        route->ws.on_close(c, code, "", 0, route->ws.data);
+}
+
+void sb__wsconn_ping(sb_conn_t *c)
+{
+    sb_msg_t *m = sb_msg_new(SB_OP_PING, NULL, 0);
+    if (m) {
+        sb__conn_queue(c, m);
+        sb_msg_unref(m);
+    }
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static void deliver(sb_conn_t *c, int opcode, const uint8_t *data, size_t len)
+{
+    /* Once our close frame is out, data is discarded (RFC 6455 5.5.1). */
+    if (c->state != SB_CONN_WS)
+        return;
+    if (c->route->ws.on_message)
+        c->route->ws.on_message(c, opcode, data, len, c->route->ws.data);
+}
+
+static int on_data(sb_conn_t *c, const sb__ws_event_t *ev)
+{
+    if (ev->first && ev->last) {
+        /* The whole message is in this read: hand it out in place. */
+        deliver(c, ev->opcode, ev->data, ev->len);
+        return 0;
+    }
+    size_t need = c->msg_len + ev->len;
+    if (need > c->msg_cap) {
+        /* The reader knows the size of the frames announced so far: reserve
+         * that at once rather than grow through every doubling. */
+        size_t cap = c->msg_cap ? c->msg_cap * 2 : 4096;
+        if (cap < c->reader.msg_len)
+            cap = (size_t)c->reader.msg_len;
+        if (cap < need)
+            cap = need;
+        uint8_t *p = realloc(c->msg, cap);
+        if (!p) {
+            fail(c, SB_CLOSE_INTERNAL, "out of memory");
+            return -1;
+        }
+        c->msg = p;
+        c->msg_cap = cap;
+    }
+    memcpy(c->msg + c->msg_len, ev->data, ev->len);
+    c->msg_len += ev->len;
+    if (ev->last) {
+        deliver(c, ev->opcode, c->msg, c->msg_len);
+        free(c->msg);
+        c->msg = NULL;
+        c->msg_len = c->msg_cap = 0;
+    }
+    return 0;
+}
+
+static void on_control(sb_conn_t *c, const sb__ws_event_t *ev)
+{
+    switch (ev->opcode) {
+    case SB_OP_PING:
+        if (!(c->flags & SB_F_CLOSE_SENT)) {
+            sb_msg_t *m = sb_msg_new(SB_OP_PONG, ev->data, ev->len);
+            if (!m) {
+                fail(c, SB_CLOSE_INTERNAL, "out of memory");
+                return;
+            }
+            sb__conn_queue(c, m);
+            sb_msg_unref(m);
+        }
+        break;
+    case SB_OP_PONG:
+        if (c->state == SB_CONN_WS && c->route->ws.on_pong)
+            c->route->ws.on_pong(c, ev->data, ev->len, c->route->ws.data);
+        break;
+    case SB_OP_CLOSE:
+        c->flags |= SB_F_CLOSE_RECEIVED;
+        if (!c->close_code)
+            c->close_code = (uint16_t)ev->close_code;
+        if (!(c->flags & SB_F_CLOSE_SENT)) {
+            /* Echo the code (RFC 6455 5.5.1); no code in, none out. */
+            if (ev->close_code == SB_CLOSE_NO_STATUS)
+                send_close(c, 0, NULL, 0);
+            else
+                send_close(c, ev->close_code, NULL, 0);
+        }
+        if (c->state != SB_CONN_CLOSED)
+            c->state = SB_CONN_CLOSING;
+        /* Both close frames are exchanged: the server ends TCP first. */
+        sb__conn_end(c);
+        break;
+    }
+}
+
+void sb__wsconn_read(sb_conn_t *c, uint8_t *data, size_t len)
+{
+    while (c->state != SB_CONN_CLOSED && !(c->flags & SB_F_CLOSE_RECEIVED) &&
+           !c->reader.failed) {
+        sb__ws_event_t ev;
+        size_t n = sb__ws_read(&c->reader, data, len, &ev);
+        data += n;
+        len -= n;
+        switch (ev.type) {
+        case SB_WS_EV_NONE:
+            if (len)
+                sb__conn_keep_tail(c, data, len);
+            return;
+        case SB_WS_EV_ERROR:
+            fail(c, ev.close_code, ev.reason);
+            return;
+        case SB_WS_EV_DATA:
+            if (on_data(c, &ev))
+                return;
+            break;
+        case SB_WS_EV_CONTROL:
+            on_control(c, &ev);
+            break;
+        }
+    }
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+int sb_conn_send_msg(sb_conn_t *conn, sb_msg_t *msg)
+{
+    if (conn->state != SB_CONN_WS)
+        return SB_ECLOSED;
+    return sb__conn_queue(conn, msg);
+}
+
+int sb_conn_send(sb_conn_t *conn, int opcode, const void *data, size_t len)
+{
+    if (opcode != SB_OP_TEXT && opcode != SB_OP_BINARY)
+        return SB_EINVAL;
+    if (conn->state != SB_CONN_WS)
+        return SB_ECLOSED;
+    sb_msg_t *m = sb_msg_new(opcode, data, len);
+    if (!m)
+        return SB_ENOMEM;
+    int r = sb__conn_queue(conn, m);
+    sb_msg_unref(m);
+    return r;
+}
