@@ -268,6 +268,176 @@ sb_server_t *sb_conn_server(const sb_conn_t *conn);
 /* Bytes queued and not yet written. */
 size_t sb_conn_queued_bytes(const sb_conn_t *conn);
 
+
+/* ---- thread-safe entry points ------------------------------------------ */
+
+/* Runs fn(arg) on the server's loop thread, soon. Safe from any thread (not
+ * from a signal handler). Returns 0, SB_ENOMEM, or SB_ECLOSED when the server
+ * is stopping (fn is then not called: free arg yourself). */
+int sb_server_post(sb_server_t *srv, void (*fn)(void *arg), void *arg);
+
+/* ---- metrics ----------------------------------------------------------- */
+
+typedef struct sb_metrics_s {
+    uint64_t connections;        /* open WebSocket connections */
+    uint64_t connections_total;  /* WebSocket connections ever opened */
+    uint64_t messages_in, messages_out; /* WebSocket messages received / queued to peers */
+    uint64_t bytes_in, bytes_out;       /* their payload bytes */
+    uint64_t slow_consumers;     /* connections closed for not reading */
+    double messages_in_rate, messages_out_rate; /* per second, over the last second */
+    double bytes_in_rate, bytes_out_rate;
+    uint64_t uptime_ms;
+} sb_metrics_t;
+
+/* Fills *m with the server's counters (seed 000's GetMetrics). */
+void sb_server_metrics(const sb_server_t *srv, sb_metrics_t *m);
+
+/* ---- the hub: users, rooms, fan-out ------------------------------------ */
+
+typedef struct sb_hub_s sb_hub_t;
+typedef struct sb_room_s sb_room_t;
+
+typedef struct sb_hub_config_s {
+    /* seed 003's HubConfig; applied to the server's connections */
+    uint64_t ping_interval_ms;    /* default 54 s */
+    uint64_t pong_timeout_ms;     /* default 60 s */
+    uint64_t write_timeout_ms;    /* default 10 s */
+    size_t max_message_size;      /* default 512 KiB */
+    uint64_t cleanup_interval_ms; /* empty rooms, history retention, rates; default 30 s */
+    /* history */
+    const char *history_path;     /* SQLite file; NULL: history in memory only */
+    size_t history_cache;         /* recent messages per room kept in memory; default 100 */
+    size_t history_max;           /* per room in the database; 0 = unlimited; default 10000 */
+    uint64_t history_max_age_ms;  /* 0 = unlimited (default) */
+} sb_hub_config_t;
+
+/* Fills cfg with the defaults listed above. */
+void sb_hub_config_init(sb_hub_config_t *cfg);
+
+/* Callbacks of a hub endpoint. Every callback gets the data pointer. */
+typedef struct sb_hub_handlers_s {
+    int (*on_upgrade)(sb_request_t *req, void *data); /* as in sb_ws_handlers_t */
+    /* The connection is open and registered (user id = connection id until
+     * sb_hub_identify). */
+    void (*on_open)(sb_hub_t *hub, sb_conn_t *conn, void *data);
+    void (*on_message)(sb_hub_t *hub, sb_conn_t *conn, int opcode, const void *msg, size_t len,
+                       void *data);
+    /* Called before the connection leaves its rooms and the registry. */
+    void (*on_close)(sb_hub_t *hub, sb_conn_t *conn, int code, void *data);
+    const char *const *subprotocols;
+    void *data;
+} sb_hub_handlers_t;
+
+/* Creates a hub on a server (the hub config's heartbeat and size settings
+ * replace the server's). With history_path, opens the history database.
+ * Returns 0, SB_ENOMEM, SB_EINVAL, or SB_EIO (*err, if not NULL, says why). */
+int sb_hub_new(sb_hub_t **out, sb_server_t *srv, const sb_hub_config_t *cfg, const char **err);
+
+/* Frees the hub and its rooms; call after sb_server_run returned. NULL-safe. */
+void sb_hub_free(sb_hub_t *hub);
+
+/* Serves a WebSocket endpoint whose connections are registered with the hub
+ * on open and unregistered on close. Returns as sb_server_route_ws. */
+int sb_hub_route(sb_hub_t *hub, const char *path, const sb_hub_handlers_t *h);
+
+/* Registers a connection opened by a route of your own (hub routes do this
+ * themselves). Returns 0, SB_EEXIST or SB_ENOMEM. */
+int sb_hub_register(sb_hub_t *hub, sb_conn_t *conn);
+/* Leaves every room and forgets the connection. Idempotent. */
+void sb_hub_unregister(sb_hub_t *hub, sb_conn_t *conn);
+
+/* Sets who a registered connection belongs to (a user may have many
+ * connections) and its display name (NULL keeps it). Returns 0, SB_EINVAL,
+ * SB_ENOMEM. */
+int sb_hub_identify(sb_hub_t *hub, sb_conn_t *conn, const char *user_id, const char *name);
+const char *sb_conn_user_id(const sb_conn_t *conn); /* NULL when not registered */
+const char *sb_conn_name(const sb_conn_t *conn);    /* display name, or NULL */
+
+sb_conn_t *sb_hub_conn(const sb_hub_t *hub, const char *conn_id); /* NULL if none */
+/* Fills out with up to max rooms the connection is in; returns how many. */
+size_t sb_conn_rooms(const sb_conn_t *conn, sb_room_t **out, size_t max);
+/* Fills out with up to max connections of the user; returns how many the user has. */
+size_t sb_hub_user_conns(const sb_hub_t *hub, const char *user_id, sb_conn_t **out, size_t max);
+size_t sb_hub_conn_count(const sb_hub_t *hub);
+size_t sb_hub_user_count(const sb_hub_t *hub); /* unique users */
+
+/* Send to every registered connection, every connection of one user, or a
+ * room. The frame is encoded once and shared. Return the number of
+ * connections reached, or a negative SB_E*. The _json variants send JSON
+ * text (not checked) as a text frame. sb_hub_send_msg sends one encoded
+ * message to a list of connections. */
+int sb_hub_broadcast(sb_hub_t *hub, int opcode, const void *data, size_t len);
+int sb_hub_broadcast_json(sb_hub_t *hub, const char *json);
+int sb_hub_send_user(sb_hub_t *hub, const char *user_id, int opcode, const void *data, size_t len);
+int sb_hub_send_msg(sb_hub_t *hub, sb_conn_t *const *conns, size_t n, sb_msg_t *msg);
+
+/* Thread-safe variants: copy the data and run on the loop thread. Return 0
+ * or SB_ENOMEM / SB_ECLOSED. */
+int sb_hub_broadcast_async(sb_hub_t *hub, int opcode, const void *data, size_t len);
+int sb_hub_send_user_async(sb_hub_t *hub, const char *user_id, int opcode, const void *data,
+                           size_t len);
+int sb_room_broadcast_async(sb_hub_t *hub, const char *room, int opcode, const void *data,
+                            size_t len);
+
+/* Graceful shutdown (seed 000's ShutdownWithTimeout): stops the server, which
+ * runs the shutdown hooks in order, then closes every connection with 1001
+ * (forced after timeout_ms). Thread-safe, as sb_server_stop. */
+void sb_hub_shutdown(sb_hub_t *hub, uint64_t timeout_ms);
+/* Adds a hook run when the server begins to stop, whatever stopped it, while
+ * connections are still open (seed 000's OnShutdown): the place to send a
+ * last message. */
+int sb_hub_on_shutdown(sb_hub_t *hub, void (*fn)(sb_hub_t *hub, void *data), void *data);
+
+/* ---- rooms ------------------------------------------------------------- */
+
+/* Returns the room, creating it if needed; NULL on SB_ENOMEM or a name that
+ * is empty or longer than 64 bytes. */
+sb_room_t *sb_hub_room_create(sb_hub_t *hub, const char *name);
+sb_room_t *sb_hub_room(const sb_hub_t *hub, const char *name); /* NULL if none */
+/* Fills out with up to max rooms; returns the number of rooms. */
+size_t sb_hub_rooms(const sb_hub_t *hub, sb_room_t **out, size_t max);
+/* Removes a room: its members leave it (no notification). Returns 0 or SB_EINVAL. */
+int sb_hub_room_remove(sb_hub_t *hub, const char *name);
+
+const char *sb_room_name(const sb_room_t *room);
+size_t sb_room_count(const sb_room_t *room); /* members */
+/* Join is idempotent; returns 0, SB_EINVAL (not registered) or SB_ENOMEM. */
+int sb_room_join(sb_room_t *room, sb_conn_t *conn);
+/* Returns 0, or SB_EINVAL when not a member. */
+int sb_room_leave(sb_room_t *room, sb_conn_t *conn);
+int sb_room_has(const sb_room_t *room, const sb_conn_t *conn);
+/* Fills out with up to max members; returns the member count. */
+size_t sb_room_members(const sb_room_t *room, sb_conn_t **out, size_t max);
+/* except may be NULL. Returns connections reached or a negative SB_E*. */
+int sb_room_broadcast(sb_room_t *room, const sb_conn_t *except, int opcode, const void *data,
+                      size_t len);
+int sb_room_broadcast_msg(sb_room_t *room, const sb_conn_t *except, sb_msg_t *msg);
+int sb_room_broadcast_json(sb_room_t *room, const sb_conn_t *except, const char *json);
+/* Messages appended to the room's history since the process started, and
+ * the Unix time in ms of the last one (0 if none). */
+uint64_t sb_room_message_count(const sb_room_t *room);
+int64_t sb_room_last_activity(const sb_room_t *room);
+
+/* History (see sb_hub_config_t). The id the next message appended to the
+ * room gets: per room, strictly increasing, never reused, also across
+ * restarts when the history is on disk. */
+uint64_t sb_room_next_id(sb_room_t *room);
+/* Stores a message (JSON text, as delivered) under sb_room_next_id(room).
+ * It is committed before any frame queued in this loop iteration is
+ * written. Returns the id, or a negative SB_E*. */
+int64_t sb_room_history_append(sb_room_t *room, int64_t ts_ms, const char *json, size_t len);
+/* Calls fn for the room's messages in id order: with since 0 the last limit
+ * messages, else at most limit of those after since, oldest first. Returns
+ * the number of calls or a negative SB_E*. */
+int sb_room_history(sb_room_t *room, uint64_t since, size_t limit,
+                    void (*fn)(void *arg, uint64_t id, int64_t ts_ms, const char *json,
+                               size_t len),
+                    void *arg);
+
+/* Room user data slot. */
+void *sb_room_get_data(const sb_room_t *room);
+void sb_room_set_data(sb_room_t *room, void *data);
+
 #ifdef __cplusplus
 }
 #endif

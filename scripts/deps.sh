@@ -20,7 +20,8 @@ esac
 
 # Libraries and tools, checked through dpkg.
 packages=(build-essential cmake pkg-config libuv1-dev libssl-dev zlib1g-dev
-    libhttp-parser-dev libjansson-dev libcriterion-dev clang)
+    libhttp-parser-dev libjansson-dev libcriterion-dev clang cppcheck
+    libsqlite3-dev uthash-dev)
 
 missing=()
 for pkg in "${packages[@]}"; do

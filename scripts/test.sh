@@ -55,6 +55,14 @@ integration_tests() (
     node --test "${flags[@]}" .
 )
 
+static_analysis() {
+    cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+        --std=c11 -D_GNU_SOURCE -DSB_VERSION='"0"' --inline-suppr \
+        -I "$ROOT/include" -I "$ROOT/src" "$ROOT/src" "$ROOT/bench" "$ROOT/tools"
+}
+
+suite "static analysis (cppcheck)" static_analysis
+
 if compgen -G "$ROOT/tests/unit/test_*.c" >/dev/null; then
     suite "unit tests (ctest, ${ASAN_BUILD#"$ROOT"/})" unit_tests
 else

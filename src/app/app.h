@@ -1,18 +1,53 @@
-/* app.h — the server application: routes on top of libswitchboard. */
+/* app.h — the server application: routes and the JSON chat protocol on top
+ * of libswitchboard. */
 #ifndef SB_APP_APP_H
 #define SB_APP_APP_H
 
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "switchboard.h"
+
+typedef struct chat_nick_s chat_nick_t;
+typedef struct raw_list_s {
+    sb_conn_t **conns;
+    size_t n, cap;
+} raw_list_t;
 
 typedef struct app_s {
     sb_server_t *server;
-    int echo;            /* serve /echo */
-    uint64_t started_ms; /* loop time at start, for uptime */
+    sb_hub_t *hub;
+    int echo;                  /* serve /echo */
+    uint64_t started_ms;       /* loop time at start, for uptime */
+    const char *api_key;       /* NULL: the API is open */
+    char **fixed_rooms;        /* NULL: rooms are created on first join */
+    size_t nfixed_rooms;
+    size_t history_on_join;    /* messages sent on join (default 50) */
+    size_t max_content;        /* bytes of a message's content (default 4096) */
+    chat_nick_t *nicks;        /* online nicknames (uthash head) */
+    raw_list_t raw;            /* connections of /ws/raw */
 } app_t;
 
 /* Registers every route of the server application. Returns 0 or SB_E*. */
 int app_routes(app_t *app);
+/* Registers /ws (the JSON protocol) and /ws/raw. Returns 0 or SB_E*. */
+int chat_routes(app_t *app);
+/* Registers /stats, /status, /metrics and /api/... Returns 0 or SB_E*. */
+int api_routes(app_t *app);
+/* Frees what the chat keeps (after the server stopped). */
+void chat_free(app_t *app);
+
+/* Unix time in milliseconds. */
+int64_t chat_now_ms(void);
+/* Writes an RFC 3339 UTC timestamp with milliseconds ("2026-01-02T03:04:05.678Z"). */
+void chat_timestamp(int64_t unix_ms, char out[32]);
+/* Publishes a message to a room as the protocol's `message` (stored in the
+ * history, then sent to every member). from/nickname identify the sender.
+ * Returns the connections reached or a negative SB_E*. */
+int chat_publish(app_t *app, sb_room_t *room, const char *from, const char *nickname,
+                 json_t *content, json_t *data, json_t *metadata);
+/* Is name a valid room name (1 to 64 bytes of letters, digits, '_', '-', '.', ':')? */
+int chat_room_name_valid(const char *name);
 
 #endif /* SB_APP_APP_H */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "app/app.h"
@@ -18,8 +19,9 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: switchboard [OPTIONS]\n"
             "\n"
-            "A real-time WebSocket hub. Serves http://HOST:PORT/ with /health and the\n"
-            "WebSocket echo endpoint /echo.\n"
+            "A real-time WebSocket hub. Serves http://HOST:PORT/ with the JSON chat and\n"
+            "pub-sub protocol at /ws, a raw relay at /ws/raw, /health, /stats, /metrics,\n"
+            "/api/* and the WebSocket echo endpoint /echo.\n"
             "\n"
             "Options:\n"
             "  --host ADDR              address to listen on (default 127.0.0.1; 0.0.0.0 or ::\n"
@@ -34,6 +36,14 @@ static void usage(FILE *out)
             "  --pong-timeout DURATION  close connections silent this long (default 60s)\n"
             "  --write-timeout DURATION close connections whose output is stuck this long\n"
             "                           (default 10s)\n"
+            "  --data-dir DIR           where history is kept (default ./data; an empty\n"
+            "                           value keeps history in memory only)\n"
+            "  --rooms LIST             a fixed, comma-separated list of rooms; joining\n"
+            "                           another fails (default: rooms are created on join)\n"
+            "  --history-size N         messages sent to a client when it joins (default 50)\n"
+            "  --history-max N          messages kept per room (default 10000; 0 = all)\n"
+            "  --max-content BYTES      longest message content (default 4096)\n"
+            "  --api-key KEY            require 'Authorization: Bearer KEY' on /api/*\n"
             "  -h, --help               show this help and exit\n"
             "  -V, --version            print the version and exit\n");
 }
@@ -98,6 +108,41 @@ static void log_stderr(void *data, sb_log_level_t level, const char *msg)
     fprintf(stderr, "%s %-5s %s\n", ts, names[level], msg);
 }
 
+/* Splits a comma-separated room list into app->fixed_rooms. */
+static int split_rooms(const char *list, app_t *app)
+{
+    char *copy = strdup(list);
+    if (!copy)
+        return -1;
+    for (char *save, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char **rooms = realloc(app->fixed_rooms, (app->nfixed_rooms + 1) * sizeof *rooms);
+        if (!rooms || !chat_room_name_valid(tok)) {
+            if (rooms)
+                app->fixed_rooms = rooms;
+            free(copy);
+            return -1;
+        }
+        app->fixed_rooms = rooms;
+        if (!(app->fixed_rooms[app->nfixed_rooms] = strdup(tok))) {
+            free(copy);
+            return -1;
+        }
+        app->nfixed_rooms++;
+    }
+    free(copy);
+    return app->nfixed_rooms ? 0 : -1;
+}
+
+static void shutdown_app(app_t *app)
+{
+    sb_hub_free(app->hub);
+    chat_free(app);
+    sb_server_free(app->server);
+    for (size_t i = 0; i < app->nfixed_rooms; i++)
+        free(app->fixed_rooms[i]);
+    free(app->fixed_rooms);
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -108,7 +153,7 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
     enum { OPT_HOST = 256, OPT_PORT, OPT_LOG, OPT_NO_ECHO, OPT_MAX_MSG, OPT_PING, OPT_PONG,
-           OPT_WRITE };
+           OPT_WRITE, OPT_DATA, OPT_ROOMS, OPT_HIST, OPT_HIST_MAX, OPT_CONTENT, OPT_API_KEY };
     static const struct option options[] = {
         {"host", required_argument, NULL, OPT_HOST},
         {"port", required_argument, NULL, OPT_PORT},
@@ -118,6 +163,12 @@ int main(int argc, char **argv)
         {"ping-interval", required_argument, NULL, OPT_PING},
         {"pong-timeout", required_argument, NULL, OPT_PONG},
         {"write-timeout", required_argument, NULL, OPT_WRITE},
+        {"data-dir", required_argument, NULL, OPT_DATA},
+        {"rooms", required_argument, NULL, OPT_ROOMS},
+        {"history-size", required_argument, NULL, OPT_HIST},
+        {"history-max", required_argument, NULL, OPT_HIST_MAX},
+        {"max-content", required_argument, NULL, OPT_CONTENT},
+        {"api-key", required_argument, NULL, OPT_API_KEY},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -126,6 +177,11 @@ int main(int argc, char **argv)
     sb_server_config_init(&cfg);
     cfg.log = log_stderr;
     int echo = 1;
+    sb_hub_config_t hub_cfg;
+    sb_hub_config_init(&hub_cfg);
+    const char *data_dir = "data";
+    const char *rooms = NULL;
+    app_t app = {.history_on_join = 50, .max_content = 4096};
 
     opterr = 0;
     int opt;
@@ -175,6 +231,33 @@ int main(int argc, char **argv)
                 return bad_usage("a duration looks like 500ms, 54s or 2m, not '%s'", optarg);
             break;
         }
+        case OPT_DATA:
+            data_dir = optarg;
+            break;
+        case OPT_ROOMS:
+            rooms = optarg;
+            break;
+        case OPT_HIST:
+        case OPT_HIST_MAX:
+        case OPT_CONTENT: {
+            errno = 0;
+            long long v = strtoll(optarg, &end, 10);
+            if (errno || *end || end == optarg || v < (opt == OPT_HIST_MAX ? 0 : 1) ||
+                v > 100000000)
+                return bad_usage("a count wants a whole number (like 50), not '%s'", optarg);
+            if (opt == OPT_HIST)
+                app.history_on_join = (size_t)v;
+            else if (opt == OPT_HIST_MAX)
+                hub_cfg.history_max = (size_t)v;
+            else
+                app.max_content = (size_t)v;
+            break;
+        }
+        case OPT_API_KEY:
+            if (!*optarg)
+                return bad_usage("--api-key wants a non-empty key%s", "");
+            app.api_key = optarg;
+            break;
         case ':':
             return bad_usage("option '%s' needs a value", argv[optind - 1]);
         default:
@@ -191,19 +274,47 @@ int main(int argc, char **argv)
     if (shortest / 4 < cfg.sweep_interval_ms)
         cfg.sweep_interval_ms = shortest / 4 ? shortest / 4 : 1;
 
+    if (rooms && split_rooms(rooms, &app))
+        return bad_usage("--rooms wants names of 1 to 64 letters, digits, '_', '-', '.' or ':' "
+                         "separated by commas, not '%s'",
+                         rooms);
+
+    char history_path[4096];
+    if (*data_dir) {
+        if (mkdir(data_dir, 0755) && errno != EEXIST) {
+            fprintf(stderr, "switchboard: cannot create the data directory '%s': %s\n", data_dir,
+                    strerror(errno));
+            return 1;
+        }
+        snprintf(history_path, sizeof history_path, "%s/history.db", data_dir);
+        hub_cfg.history_path = history_path;
+    }
+    hub_cfg.ping_interval_ms = cfg.ping_interval_ms;
+    hub_cfg.pong_timeout_ms = cfg.pong_timeout_ms;
+    hub_cfg.write_timeout_ms = cfg.write_timeout_ms;
+    hub_cfg.max_message_size = cfg.max_message_size;
+
     sb_server_t *srv;
     int r = sb_server_new(&srv, &cfg);
     if (r) {
         fprintf(stderr, "switchboard: cannot start: %s\n", sb_strerror(r));
         return 1;
     }
-    app_t app = {.server = srv, .echo = echo};
+    const char *err = NULL;
+    r = sb_hub_new(&app.hub, srv, &hub_cfg, &err);
+    if (r) {
+        fprintf(stderr, "switchboard: cannot start: %s\n", err ? err : sb_strerror(r));
+        sb_server_free(srv);
+        return 1;
+    }
+    app.server = srv;
+    app.echo = echo;
     r = app_routes(&app);
     if (!r)
         r = sb_server_listen(srv);
     if (r) {
         fprintf(stderr, "switchboard: cannot start: %s\n", sb_strerror(r));
-        sb_server_free(srv);
+        shutdown_app(&app);
         return 1;
     }
 
@@ -222,7 +333,7 @@ int main(int argc, char **argv)
 
     r = sb_server_run(srv);
     g_server = NULL;
-    sb_server_free(srv);
+    shutdown_app(&app);
     fprintf(stderr, "switchboard: stopped\n");
     return r ? 1 : 0;
 }

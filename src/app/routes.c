@@ -78,5 +78,9 @@ int app_routes(app_t *app)
         sb_ws_handlers_t echo = {.on_message = echo_message};
         r = sb_server_route_ws(app->server, "/echo", &echo);
     }
+    if (!r)
+        r = chat_routes(app);
+    if (!r)
+        r = api_routes(app);
     return r;
 }

@@ -128,13 +128,19 @@ int sb__conn_queue(sb_conn_t *c, sb_msg_t *msg)
     if (c->state == SB_CONN_CLOSED || (c->flags & (SB_F_END_AFTER_FLUSH | SB_F_SHUTDOWN)))
         return SB_ECLOSED;
     sb_server_t *srv = c->srv;
-    if (c->queued && c->queued + msg->len > srv->cfg.max_queued_bytes) {
+    /* The message at the head is on its way out and was let in whole (a
+     * message may be bigger than the limit): only what waits behind it
+     * counts, or a pong or close queued behind a large echo would drop a
+     * peer that reads fine. */
+    size_t backlog = c->q_count ? c->queued - (c->q[c->q_head]->len - c->head_off) : 0;
+    if (c->queued && backlog + msg->len > srv->cfg.max_queued_bytes) {
         /* A peer that does not read: its close frame would sit behind the
          * same stuck queue, so close TCP now and report 1008. */
         sb__log(srv, SB_LOG_WARN, "%s: slow consumer, %zu bytes queued: closing", c->id,
                 c->queued);
         if (!c->close_code)
             c->close_code = SB_CLOSE_POLICY;
+        srv->metrics.slow_consumers++;
         sb__conn_abort(c);
         return SB_ELIMIT;
     }
@@ -187,19 +193,23 @@ static void consume(sb_conn_t *c, size_t n)
     }
 }
 
-/* Points bufs at the first SB_WRITE_BATCH queued messages; returns how many
- * and their total size in *total. */
-static uint32_t fill_bufs(const sb_conn_t *c, uv_buf_t *bufs, size_t *total)
+/* Points bufs at the first SB_WRITE_BATCH queued messages, at most max bytes
+ * of them; returns how many bufs and their total size in *total. */
+static uint32_t fill_bufs(const sb_conn_t *c, uv_buf_t *bufs, size_t max, size_t *total)
 {
     uint32_t n = c->q_count < SB_WRITE_BATCH ? c->q_count : SB_WRITE_BATCH;
+    uint32_t i;
     *total = 0;
-    for (uint32_t i = 0; i < n; i++) {
+    for (i = 0; i < n && *total < max; i++) {
         const sb_msg_t *m = c->q[(c->q_head + i) % c->q_cap];
         size_t off = i ? 0 : c->head_off;
-        bufs[i] = uv_buf_init((char *)m->data + off, (unsigned)(m->len - off));
-        *total += m->len - off;
+        size_t len = m->len - off;
+        if (len > max - *total)
+            len = max - *total;
+        bufs[i] = uv_buf_init((char *)m->data + off, (unsigned)len);
+        *total += len;
     }
-    return n;
+    return i;
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -215,6 +225,7 @@ static void drained(sb_conn_t *c)
 {
     if ((c->flags & SB_F_READ_PAUSED) && !(c->flags & SB_F_SHUTDOWN)) {
         c->flags &= (uint16_t)~SB_F_READ_PAUSED;
+        c->last_read = uv_now(&c->srv->loop); /* we were not listening */
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
     if (!(c->flags & SB_F_END_AFTER_FLUSH) || (c->flags & SB_F_SHUTDOWN))
@@ -250,12 +261,9 @@ static void on_write(uv_write_t *req, int status)
         sb__conn_abort(c);
         return;
     }
-    /* uv_write writes everything or fails: the covered messages are done. */
-    size_t n = 0;
-    for (uint32_t i = 0; i < c->q_inflight; i++)
-        n += c->q[(c->q_head + i) % c->q_cap]->len - (i ? 0 : c->head_off);
-    c->q_inflight = 0;
-    consume(c, n);
+    /* uv_write writes everything or fails: the covered bytes are done. */
+    consume(c, c->inflight);
+    c->inflight = 0;
     c->last_progress = uv_now(&c->srv->loop);
     flush(c);
 }
@@ -276,7 +284,7 @@ static void flush(sb_conn_t *c)
     uv_buf_t bufs[SB_WRITE_BATCH];
     while (c->q_count) {
         size_t total;
-        uint32_t n = fill_bufs(c, bufs, &total);
+        uint32_t n = fill_bufs(c, bufs, SIZE_MAX, &total);
         int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
         if (r == UV_EAGAIN)
             r = 0;
@@ -291,8 +299,8 @@ static void flush(sb_conn_t *c)
         if ((size_t)r == total)
             continue; /* the whole batch went out: try the next one */
 
-        /* The socket is full: let libuv finish this batch when it can. */
-        n = fill_bufs(c, bufs, &total);
+        /* The socket is full: let libuv write the next chunk when it can. */
+        n = fill_bufs(c, bufs, SB_WRITE_CHUNK, &total);
         uv_write_t *req = malloc(sizeof *req);
         if (!req) {
             sb__conn_abort(c);
@@ -305,7 +313,7 @@ static void flush(sb_conn_t *c)
             return;
         }
         c->wreq = req;
-        c->q_inflight = n;
+        c->inflight = (uint32_t)total;
         c->flags |= SB_F_WRITING;
         return;
     }
@@ -360,6 +368,11 @@ void sb__conn_sweep(sb_conn_t *c, uint64_t now)
         }
         break;
     case SB_CONN_WS:
+        /* While reading is paused (its output backed up, see sb__conn_queue)
+         * the peer's pongs cannot reach us: the write timeout watches that
+         * state, and silence counts again from when reading resumes. */
+        if (c->flags & SB_F_READ_PAUSED)
+            break;
         if (now - c->last_read >= cfg->pong_timeout_ms) {
             sb__log(c->srv, SB_LOG_INFO, "%s: no pong or data for %llu ms: closing", c->id,
                     (unsigned long long)(now - c->last_read));

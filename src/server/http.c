@@ -66,11 +66,28 @@ static int on_url(http_parser *p, const char *at, size_t n)
     return 0;
 }
 
+/* RFC 7230 3.2.6: a field name is a token. */
+static int is_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
 static int on_header_field(http_parser *p, const char *at, size_t n)
 {
     sb__http_req_t *r = p->data;
+    /* Trailers of a chunked body would add headers that were not in the
+     * head; nothing here needs them, so they are dropped. */
+    if (r->headers_done)
+        return 0;
     if (head_bytes(r, n))
         return -1;
+    /* http-parser, as Debian builds it (not strict), lets blanks into field
+     * names ("Transfer-Encoding : chunked"); RFC 7230 3.2.4 says to answer
+     * such a request with 400, and a name with a blank is a smuggling aid. */
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar((unsigned char)at[i]))
+            return set_error(r, 400, "invalid character in a header name");
     int continuing = r->nheaders && !r->in_value;
     if (!continuing) {
         if (r->nheaders == SB_HTTP_MAX_HEADERS)
@@ -97,6 +114,8 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
 static int on_header_value(http_parser *p, const char *at, size_t n)
 {
     sb__http_req_t *r = p->data;
+    if (r->headers_done)
+        return 0; /* a trailer: dropped, see on_header_field */
     if (head_bytes(r, n))
         return -1;
     sb__http_header_t *h = &r->headers[r->nheaders - 1];
@@ -115,10 +134,19 @@ static int on_headers_complete(http_parser *p)
 {
     sb__http_req_t *r = p->data;
     r->headers_done = 1;
-    /* A header with an empty value gets no value callback: point it at "". */
-    for (uint16_t i = 0; i < r->nheaders; i++)
-        if (!r->headers[i].value_len)
-            r->headers[i].value_off = r->headers[i].name_off + r->headers[i].name_len;
+    for (uint16_t i = 0; i < r->nheaders; i++) {
+        sb__http_header_t *h = &r->headers[i];
+        /* A header with an empty value gets no value callback: point it at "". */
+        if (!h->value_len)
+            h->value_off = h->name_off + h->name_len;
+        /* http-parser hands trailing blanks over as part of the value, but
+         * they are not (RFC 7230 3.2.4): "Upgrade: websocket " is
+         * "websocket". Trim them; the value stays NUL-terminated. */
+        while (h->value_len && (r->arena[h->value_off + h->value_len - 1] == ' ' ||
+                                r->arena[h->value_off + h->value_len - 1] == '\t'))
+            h->value_len--;
+        r->arena[h->value_off + h->value_len] = '\0';
+    }
     if (!r->url_len) {
         int64_t off = arena_append(r, "", 0, 0);
         if (off < 0)
@@ -186,6 +214,7 @@ void sb__http_req_next(sb__http_req_t *r)
     /* Keep the parser (its pause flag is cleared) and the arena memory. */
     http_parser_pause(&r->parser, 0);
     r->head_size = REQUEST_LINE_OVERHEAD;
+    r->head_raw = 0;
     r->arena_len = 0;
     r->url_off = r->url_len = 0;
     r->body_off = r->body_len = 0;
@@ -217,6 +246,17 @@ size_t sb__http_req_feed(sb__http_req_t *r, const char *data, size_t len, int *r
             set_error(r, 400, http_errno_description(e));
         *result = r->error;
         return n;
+    }
+    /* The callbacks count what they are handed; blanks between the pieces
+     * are not handed over, so also bound the raw bytes of an unfinished
+     * head. */
+    if (!r->headers_done) {
+        r->head_raw += n;
+        if (r->head_raw > r->max_head) {
+            set_error(r, 431, "request head too large");
+            *result = r->error;
+            return n;
+        }
     }
     *result = SB_HTTP_MORE;
     return n;

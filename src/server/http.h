@@ -27,7 +27,8 @@ typedef struct sb__http_req_s {
     http_parser parser;
     size_t max_head;   /* request line + headers, bytes */
     size_t max_body;
-    size_t head_size;  /* head bytes seen so far for this request */
+    size_t head_size;  /* head bytes handed to callbacks so far for this request */
+    size_t head_raw;   /* bytes fed while the head was unfinished */
     char *arena;       /* url, header names and values, body */
     uint32_t arena_len, arena_cap;
     uint32_t url_off, url_len;

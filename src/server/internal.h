@@ -24,6 +24,10 @@
 
 /* At most this many queued messages go into one writev. */
 #define SB_WRITE_BATCH 64
+/* A uv_write left to finish when the socket drains covers at most this many
+ * bytes: its completion is the write timeout's only sign of progress, so it
+ * must come often even for a slow reader. */
+#define SB_WRITE_CHUNK (64 * 1024)
 
 struct sb_msg_s {
     uint32_t refs;
@@ -95,7 +99,7 @@ struct sb_conn_s {
      * partially written up to head_off. */
     sb_msg_t **q;
     uint32_t q_head, q_count, q_cap;
-    uint32_t q_inflight;   /* messages covered by the uv_write in flight */
+    uint32_t inflight;     /* bytes covered by the uv_write in flight */
     size_t head_off;
     size_t queued;         /* bytes queued and not yet written */
     uv_write_t *wreq;
@@ -109,9 +113,17 @@ struct sb_conn_s {
     uint8_t *msg;          /* reassembly of a message spanning reads or frames */
     size_t msg_len, msg_cap;
     uint16_t close_code;   /* received, else sent, else 0 */
+    void *hub;             /* the hub's record of this connection, or NULL */
     void *user_data;
     char id[20];
 };
+
+/* A function posted from another thread (sb_server_post). */
+typedef struct sb__post_s {
+    struct sb__post_s *next;
+    void (*fn)(void *arg);
+    void *arg;
+} sb__post_t;
 
 struct sb_server_s {
     sb_server_config_t cfg;
@@ -136,6 +148,24 @@ struct sb_server_s {
     sb_conn_t **conns;
     uint32_t nconns, conns_cap;
     sb_conn_t *dirty;
+
+    /* sb_server_post: a mutex-guarded list drained on the loop by post_async */
+    uv_async_t post_async;
+    uv_mutex_t post_lock;
+    sb__post_t *posts, **posts_tail;
+    uint8_t posts_closed;
+
+    /* run before queued output is written (the hub commits history here) */
+    void (*flush_hook)(void *data);
+    void *flush_hook_data;
+    /* run when a stop begins, before connections are told (the hub's
+     * shutdown hooks) */
+    void (*stop_hook)(void *data);
+    void *stop_hook_data;
+
+    sb_metrics_t metrics;  /* counters; rates refreshed by the sweep */
+    uint64_t started_at, rates_at;
+    uint64_t last_msgs_in, last_msgs_out, last_bytes_in, last_bytes_out;
 
     uint8_t *rbuf;        /* SB_TAIL_ROOM + SB_READ_SIZE */
     uint8_t rbuf_busy;
@@ -168,6 +198,9 @@ void sb__wsconn_closed(sb_conn_t *c);
 void sb__wsconn_ping(sb_conn_t *c);
 
 /* server.c */
+uv_loop_t *sb__server_loop(sb_server_t *srv);
+void sb__server_set_flush_hook(sb_server_t *srv, void (*fn)(void *data), void *data);
+void sb__server_set_stop_hook(sb_server_t *srv, void (*fn)(void *data), void *data);
 const sb__route_t *sb__route_match(const sb_server_t *srv, const char *path, size_t len);
 const char *sb__server_date(sb_server_t *srv);
 void sb__server_conn_gone(sb_server_t *srv, sb_conn_t *c);

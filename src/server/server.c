@@ -7,6 +7,7 @@
 #include "server/internal.h"
 
 static void on_stop(uv_async_t *a);
+static void on_post(uv_async_t *a);
 
 int sb_server_new(sb_server_t **out, const sb_server_config_t *cfg)
 {
@@ -36,6 +37,10 @@ int sb_server_new(sb_server_t **out, const sb_server_config_t *cfg)
     uv_timer_init(&srv->loop, &srv->stop_timer);
     uv_async_init(&srv->loop, &srv->stop_async, on_stop);
     srv->stop_async.data = srv;
+    uv_async_init(&srv->loop, &srv->post_async, on_post);
+    srv->post_async.data = srv;
+    uv_mutex_init(&srv->post_lock);
+    srv->posts_tail = &srv->posts;
     srv->listener.data = srv;
     srv->prepare.data = srv;
     srv->check.data = srv;
@@ -68,8 +73,16 @@ void sb_server_free(sb_server_t *srv)
         uv_close((uv_handle_t *)&srv->sweep, noop_close);
         uv_close((uv_handle_t *)&srv->stop_timer, noop_close);
         uv_close((uv_handle_t *)&srv->stop_async, noop_close);
+        uv_close((uv_handle_t *)&srv->post_async, noop_close);
         uv_run(&srv->loop, UV_RUN_DEFAULT);
     }
+    /* Posts that never ran: their owners expected fn to free arg. */
+    for (sb__post_t *p = srv->posts, *next; p; p = next) {
+        next = p->next;
+        p->fn(p->arg);
+        free(p);
+    }
+    uv_mutex_destroy(&srv->post_lock);
     uv_loop_close(&srv->loop);
     for (size_t i = 0; i < srv->nroutes; i++)
         free(srv->routes[i].path);
@@ -184,7 +197,10 @@ static void on_connection(uv_stream_t *listener, int status)
 
 static void on_flush(uv_handle_t *h)
 {
-    sb__conn_flush_all(h->data);
+    sb_server_t *srv = h->data;
+    if (srv->flush_hook)
+        srv->flush_hook(srv->flush_hook_data);
+    sb__conn_flush_all(srv);
 }
 
 static void on_prepare(uv_prepare_t *h)
@@ -197,10 +213,32 @@ static void on_check(uv_check_t *h)
     on_flush((uv_handle_t *)h);
 }
 
+static double per_second(uint64_t now_count, uint64_t *last, uint64_t ms)
+{
+    double r = (double)(now_count - *last) * 1000.0 / (double)ms;
+    *last = now_count;
+    return r;
+}
+
+/* Message and byte rates over the last second or so. */
+static void update_rates(sb_server_t *srv, uint64_t now)
+{
+    uint64_t ms = now - srv->rates_at;
+    if (ms < 1000)
+        return;
+    sb_metrics_t *m = &srv->metrics;
+    m->messages_in_rate = per_second(m->messages_in, &srv->last_msgs_in, ms);
+    m->messages_out_rate = per_second(m->messages_out, &srv->last_msgs_out, ms);
+    m->bytes_in_rate = per_second(m->bytes_in, &srv->last_bytes_in, ms);
+    m->bytes_out_rate = per_second(m->bytes_out, &srv->last_bytes_out, ms);
+    srv->rates_at = now;
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     sb_server_t *srv = t->data;
     uint64_t now = uv_now(&srv->loop);
+    update_rates(srv, now);
     /* Closing a connection only starts uv_close: nothing leaves the array
      * until its close callback, so this walk is safe. */
     for (uint32_t i = 0; i < srv->nconns; i++)
@@ -249,6 +287,12 @@ static void close_server_handles(sb_server_t *srv)
     uv_close((uv_handle_t *)&srv->sweep, NULL);
     uv_close((uv_handle_t *)&srv->stop_timer, NULL);
     uv_close((uv_handle_t *)&srv->stop_async, NULL);
+    /* Run what was posted before the stop, then refuse more. */
+    on_post(&srv->post_async);
+    uv_mutex_lock(&srv->post_lock);
+    srv->posts_closed = 1;
+    uv_mutex_unlock(&srv->post_lock);
+    uv_close((uv_handle_t *)&srv->post_async, NULL);
 }
 
 void sb__server_conn_gone(sb_server_t *srv, sb_conn_t *c)
@@ -277,6 +321,8 @@ static void on_stop(uv_async_t *a)
         return;
     srv->stopping = 1;
     sb__log(srv, SB_LOG_INFO, "shutting down: closing %u connection(s)", srv->nconns);
+    if (srv->stop_hook)
+        srv->stop_hook(srv->stop_hook_data);
     if (srv->listening)
         uv_close((uv_handle_t *)&srv->listener, NULL);
     srv->listening = 0;
@@ -297,6 +343,7 @@ int sb_server_run(sb_server_t *srv)
 {
     if (!srv->listening)
         return SB_EINVAL;
+    srv->started_at = srv->rates_at = uv_now(&srv->loop);
     uv_prepare_start(&srv->prepare, on_prepare);
     uv_check_start(&srv->check, on_check);
     uv_timer_start(&srv->sweep, on_sweep, srv->cfg.sweep_interval_ms,
@@ -306,4 +353,68 @@ int sb_server_run(sb_server_t *srv)
     uv_unref((uv_handle_t *)&srv->check);
     int r = uv_run(&srv->loop, UV_RUN_DEFAULT);
     return r < 0 ? SB_EIO : 0;
+}
+
+/* ---- posting from other threads ---------------------------------------- */
+
+static void on_post(uv_async_t *a)
+{
+    sb_server_t *srv = a->data;
+    uv_mutex_lock(&srv->post_lock);
+    sb__post_t *p = srv->posts;
+    srv->posts = NULL;
+    srv->posts_tail = &srv->posts;
+    uv_mutex_unlock(&srv->post_lock);
+    while (p) {
+        sb__post_t *next = p->next;
+        p->fn(p->arg);
+        free(p);
+        p = next;
+    }
+}
+
+int sb_server_post(sb_server_t *srv, void (*fn)(void *arg), void *arg)
+{
+    sb__post_t *p = malloc(sizeof *p);
+    if (!p)
+        return SB_ENOMEM;
+    p->next = NULL;
+    p->fn = fn;
+    p->arg = arg;
+    uv_mutex_lock(&srv->post_lock);
+    if (srv->posts_closed) {
+        uv_mutex_unlock(&srv->post_lock);
+        free(p);
+        return SB_ECLOSED;
+    }
+    *srv->posts_tail = p;
+    srv->posts_tail = &p->next;
+    uv_mutex_unlock(&srv->post_lock);
+    uv_async_send(&srv->post_async);
+    return 0;
+}
+
+/* ---- hooks for the hub ------------------------------------------------- */
+
+uv_loop_t *sb__server_loop(sb_server_t *srv)
+{
+    return &srv->loop;
+}
+
+void sb__server_set_flush_hook(sb_server_t *srv, void (*fn)(void *data), void *data)
+{
+    srv->flush_hook = fn;
+    srv->flush_hook_data = data;
+}
+
+void sb__server_set_stop_hook(sb_server_t *srv, void (*fn)(void *data), void *data)
+{
+    srv->stop_hook = fn;
+    srv->stop_hook_data = data;
+}
+
+void sb_server_metrics(const sb_server_t *srv, sb_metrics_t *m)
+{
+    *m = srv->metrics;
+    m->uptime_ms = srv->started_at ? uv_now(&srv->loop) - srv->started_at : 0;
 }

@@ -107,6 +107,8 @@ void sb__wsconn_handshake(sb_conn_t *c, uint8_t *rest, size_t rest_len)
     sb_server_t *srv = c->srv;
     c->state = SB_CONN_WS;
     c->flags |= SB_F_UPGRADED;
+    srv->metrics.connections++;
+    srv->metrics.connections_total++;
     c->route = route;
     c->subprotocol = proto;
     sb__ws_reader_init(&c->reader, 1, srv->cfg.max_message_size, srv->cfg.max_frame_size);
@@ -129,7 +131,8 @@ static void send_close(sb_conn_t *c, int code, const char *reason, size_t reason
         payload[1] = (uint8_t)code;
         if (reason_len > SB_WS_MAX_CONTROL - 2)
             reason_len = SB_WS_MAX_CONTROL - 2;
-        memcpy(payload + 2, reason, reason_len);
+        if (reason_len)
+            memcpy(payload + 2, reason, reason_len);
         n = 2 + reason_len;
     }
     c->flags |= SB_F_CLOSE_SENT;
@@ -142,6 +145,18 @@ static void send_close(sb_conn_t *c, int code, const char *reason, size_t reason
     sb_msg_unref(m);
 }
 
+/* The closing handshake has started: the sweep ends the connection if it is
+ * not over within close_timeout. (The deadline still held the handshake's,
+ * long past on a connection older than that, and the sweep cut off output
+ * still being written.) */
+static void enter_closing(sb_conn_t *c)
+{
+    if (c->state == SB_CONN_CLOSED)
+        return;
+    c->state = SB_CONN_CLOSING;
+    c->deadline = uv_now(&c->srv->loop) + c->srv->cfg.close_timeout_ms;
+}
+
 /* Fails the connection (RFC 6455 7.1.7): send the close frame, then end TCP
  * without waiting for the peer's reply. */
 static void fail(sb_conn_t *c, int code, const char *reason)
@@ -151,8 +166,7 @@ static void fail(sb_conn_t *c, int code, const char *reason)
         c->close_code = (uint16_t)code;
     if (!(c->flags & SB_F_CLOSE_SENT))
         send_close(c, code, reason, strlen(reason));
-    if (c->state != SB_CONN_CLOSED)
-        c->state = SB_CONN_CLOSING;
+    enter_closing(c);
     sb__conn_end(c);
 }
 
@@ -178,6 +192,7 @@ void sb__wsconn_closed(sb_conn_t *c)
 {
     const sb__route_t *route = c->route;
     int code = c->close_code ? c->close_code : SB_CLOSE_ABNORMAL;
+    c->srv->metrics.connections--;
     sb__log(c->srv, SB_LOG_DEBUG, "%s: WebSocket closed (%d)", c->id, code);
     if (route->ws.on_close)
         route->ws.on_close(c, code, "", 0, route->ws.data);
@@ -199,6 +214,8 @@ static void deliver(sb_conn_t *c, int opcode, const uint8_t *data, size_t len)
     /* Once our close frame is out, data is discarded (RFC 6455 5.5.1). */
     if (c->state != SB_CONN_WS)
         return;
+    c->srv->metrics.messages_in++;
+    c->srv->metrics.bytes_in += len;
     if (c->route->ws.on_message)
         c->route->ws.on_message(c, opcode, data, len, c->route->ws.data);
 }
@@ -267,8 +284,7 @@ static void on_control(sb_conn_t *c, const sb__ws_event_t *ev)
             else
                 send_close(c, ev->close_code, NULL, 0);
         }
-        if (c->state != SB_CONN_CLOSED)
-            c->state = SB_CONN_CLOSING;
+        enter_closing(c);
         /* Both close frames are exchanged: the server ends TCP first. */
         sb__conn_end(c);
         break;
@@ -304,11 +320,23 @@ void sb__wsconn_read(sb_conn_t *c, uint8_t *data, size_t len)
 
 /* ---- sending ---------------------------------------------------------- */
 
+/* Payload bytes of an encoded server frame (whose header is unmasked). */
+static size_t payload_len(const sb_msg_t *msg)
+{
+    uint8_t l = msg->data[1] & 0x7f;
+    return msg->len - (l < 126 ? 2 : l == 126 ? 4 : 10);
+}
+
 int sb_conn_send_msg(sb_conn_t *conn, sb_msg_t *msg)
 {
     if (conn->state != SB_CONN_WS)
         return SB_ECLOSED;
-    return sb__conn_queue(conn, msg);
+    int r = sb__conn_queue(conn, msg);
+    if (r == 0) {
+        conn->srv->metrics.messages_out++;
+        conn->srv->metrics.bytes_out += payload_len(msg);
+    }
+    return r;
 }
 
 int sb_conn_send(sb_conn_t *conn, int opcode, const void *data, size_t len)
@@ -320,7 +348,7 @@ int sb_conn_send(sb_conn_t *conn, int opcode, const void *data, size_t len)
     sb_msg_t *m = sb_msg_new(opcode, data, len);
     if (!m)
         return SB_ENOMEM;
-    int r = sb__conn_queue(conn, m);
+    int r = sb_conn_send_msg(conn, m);
     sb_msg_unref(m);
     return r;
 }

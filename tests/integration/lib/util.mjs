@@ -70,12 +70,13 @@ export function makeRng(seed) {
 // ---- random content --------------------------------------------------------
 
 // Exactly n bytes of valid UTF-8 with a mix of 1-, 2-, 3- and 4-byte
-// characters (random content; no surrogates).
-export function randomUtf8(n) {
+// characters (random content; no surrogates). With rng (makeRng), the
+// content is a function of its seed.
+export function randomUtf8(n, rng) {
   const out = Buffer.allocUnsafe(n);
-  const rnd = randomBytes(Math.min(n, 1 << 20) + 16);
+  const rnd = rng ? null : randomBytes(Math.min(n, 1 << 20) + 16);
   let ri = 0;
-  const r = () => {
+  const r = rng ? () => rng.u32() & 0xff : () => {
     if (ri >= rnd.length) {
       rnd.set(randomBytes(rnd.length));
       ri = 0;

@@ -1,0 +1,726 @@
+/* chat.c — the JSON chat/pub-sub protocol at /ws (docs/protocol.md) and
+ * seed 004's raw relay at /ws/raw. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <uthash.h>
+
+#include "app/app.h"
+
+#define NICK_MAX 32
+#define DEFAULT_ROOM "general"
+#define HISTORY_LIMIT_MAX 500
+
+/* Online nicknames: unique among online users. */
+struct chat_nick_s {
+    char *nick;
+    sb_conn_t *conn;
+    UT_hash_handle hh;
+};
+
+/* ---- small helpers ----------------------------------------------------- */
+
+void chat_timestamp(int64_t unix_ms, char out[32])
+{
+    time_t t = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03dZ", (int)(unix_ms % 1000));
+}
+
+int64_t chat_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static json_t *timestamp_json(void)
+{
+    char ts[32];
+    chat_timestamp(chat_now_ms(), ts);
+    return json_string(ts);
+}
+
+/* Serializes obj (consumed) compactly; NULL when out of memory. */
+static char *dump(json_t *obj)
+{
+    char *s = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    return s;
+}
+
+/* Sends obj (consumed) to one connection. */
+static void send_json(sb_conn_t *conn, json_t *obj)
+{
+    char *s = dump(obj);
+    if (s)
+        sb_conn_send(conn, SB_OP_TEXT, s, strlen(s));
+    free(s);
+}
+
+static void send_error(sb_conn_t *conn, const char *code, const char *text)
+{
+    send_json(conn, json_pack("{s:s, s:s, s:s, s:o}", "type", "error", "code", code, "error",
+                              text, "timestamp", timestamp_json()));
+}
+
+static int room_broadcast_obj(sb_room_t *room, const sb_conn_t *except, json_t *obj)
+{
+    char *s = dump(obj);
+    if (!s)
+        return SB_ENOMEM;
+    int r = sb_room_broadcast(room, except, SB_OP_TEXT, s, strlen(s));
+    free(s);
+    return r;
+}
+
+static int nick_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > NICK_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-')
+            return 0;
+    return 1;
+}
+
+int chat_room_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 1 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)name[i]) && !strchr("_-.:", name[i]))
+            return 0;
+    return 1;
+}
+
+static const char *nickname_of(sb_conn_t *conn)
+{
+    const char *n = sb_conn_name(conn);
+    return n ? n : sb_conn_user_id(conn);
+}
+
+/* A string field under any of its spellings; NULL if absent. Sets *bad when
+ * present with another type. */
+static json_t *field(json_t *msg, const char *a, const char *b, int *bad)
+{
+    json_t *v = json_object_get(msg, a);
+    if (!v && b)
+        v = json_object_get(msg, b);
+    if (v && bad && !json_is_string(v))
+        *bad = 1;
+    return v;
+}
+
+/* ---- nicknames --------------------------------------------------------- */
+
+static chat_nick_t *nick_find(app_t *app, const char *nick)
+{
+    chat_nick_t *n;
+    HASH_FIND_STR(app->nicks, nick, n);
+    return n;
+}
+
+static void nick_release(app_t *app, sb_conn_t *conn)
+{
+    const char *name = sb_conn_name(conn);
+    chat_nick_t *n = name ? nick_find(app, name) : NULL;
+    if (n && n->conn == conn) {
+        HASH_DEL(app->nicks, n);
+        free(n->nick);
+        free(n);
+    }
+}
+
+/* Claims nick for conn. Returns 0, or an error code for the client. */
+static const char *nick_claim(app_t *app, sb_conn_t *conn, const char *nick)
+{
+    if (!nick_valid(nick))
+        return "invalid_nickname";
+    chat_nick_t *n = nick_find(app, nick);
+    if (n)
+        return n->conn == conn ? NULL : "nickname_taken";
+    n = calloc(1, sizeof *n);
+    if (!n || !(n->nick = strdup(nick))) {
+        free(n);
+        return "internal_error";
+    }
+    n->conn = conn;
+    nick_release(app, conn);
+    if (sb_hub_identify(app->hub, conn, NULL, nick)) {
+        free(n->nick);
+        free(n);
+        return "internal_error";
+    }
+    HASH_ADD_KEYPTR(hh, app->nicks, n->nick, strlen(n->nick), n);
+    return NULL;
+}
+
+/* ---- publishing -------------------------------------------------------- */
+
+int chat_publish(app_t *app, sb_room_t *room, const char *from, const char *nickname,
+                 json_t *content, json_t *data, json_t *metadata)
+{
+    (void)app;
+    int64_t ts = chat_now_ms();
+    char stamp[32];
+    chat_timestamp(ts, stamp);
+    json_t *obj = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s}", "type", "message", "id",
+                            (json_int_t)sb_room_next_id(room), "room", sb_room_name(room),
+                            "from", from, "nickname", nickname, "timestamp", stamp);
+    if (!obj)
+        return SB_ENOMEM;
+    if (content)
+        json_object_set(obj, "content", content);
+    if (data)
+        json_object_set(obj, "data", data);
+    if (metadata)
+        json_object_set(obj, "metadata", metadata);
+    char *s = dump(obj);
+    if (!s)
+        return SB_ENOMEM;
+    /* Stored before it is sent: the history commits before this loop
+     * iteration's frames are written. */
+    size_t len = strlen(s);
+    int64_t id = sb_room_history_append(room, ts, s, len);
+    int r = id < 0 ? (int)id : sb_room_broadcast(room, NULL, SB_OP_TEXT, s, len);
+    free(s);
+    return r;
+}
+
+/* ---- history ----------------------------------------------------------- */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int count;
+    int failed;
+} strbuf_t;
+
+static void sb_append(strbuf_t *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = (b->len + n + 1) * 2;
+        char *p = realloc(b->buf, cap);
+        if (!p) {
+            b->failed = 1;
+            return;
+        }
+        b->buf = p;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, s, n);
+    b->len += n;
+    b->buf[b->len] = '\0';
+}
+
+static void history_entry(void *arg, uint64_t id, int64_t ts, const char *json, size_t len)
+{
+    (void)id;
+    (void)ts;
+    strbuf_t *b = arg;
+    if (b->count++)
+        sb_append(b, ",", 1);
+    sb_append(b, json, len);
+}
+
+/* Sends {"type":"history","room":R,"messages":[...]} — the stored messages
+ * are spliced in as stored, not parsed again. */
+static void send_history(sb_conn_t *conn, sb_room_t *room, uint64_t since, size_t limit)
+{
+    char *head = dump(json_pack("{s:s, s:s}", "type", "history", "room", sb_room_name(room)));
+    if (!head)
+        return;
+    strbuf_t b = {0};
+    sb_append(&b, head, strlen(head) - 1); /* without the closing brace */
+    free(head);
+    sb_append(&b, ",\"messages\":[", 13);
+    int n = sb_room_history(room, since, limit, history_entry, &b);
+    sb_append(&b, "]}", 2);
+    if (n < 0)
+        send_error(conn, "internal_error", "the history could not be read; try again");
+    else if (!b.failed)
+        sb_conn_send(conn, SB_OP_TEXT, b.buf, b.len);
+    free(b.buf);
+}
+
+/* ---- presence ---------------------------------------------------------- */
+
+/* The connections of conn's user, other than conn, still online? */
+static int user_has_other_conns(app_t *app, sb_conn_t *conn)
+{
+    return sb_hub_user_conns(app->hub, sb_conn_user_id(conn), NULL, 0) > 1;
+}
+
+static json_t *presence(sb_conn_t *conn, const char *status)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", "presence", "user_id",
+                     sb_conn_user_id(conn), "nickname", nickname_of(conn), "status", status,
+                     "timestamp", timestamp_json());
+}
+
+static json_t *user_event(const char *type, sb_room_t *room, sb_conn_t *conn)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:o}", "type", type, "room", sb_room_name(room),
+                     "nickname", nickname_of(conn), "user_id", sb_conn_user_id(conn),
+                     "user_count", (json_int_t)sb_room_count(room), "timestamp",
+                     timestamp_json());
+}
+
+/* Is another connection of conn's user a member of room? */
+static int user_in_room_elsewhere(sb_room_t *room, sb_conn_t *conn)
+{
+    size_t n = sb_room_count(room);
+    sb_conn_t **m = malloc((n ? n : 1) * sizeof *m);
+    int found = 0;
+    if (!m)
+        return 0;
+    sb_room_members(room, m, n);
+    for (size_t i = 0; i < n && !found; i++)
+        found = m[i] != conn && strcmp(sb_conn_user_id(m[i]), sb_conn_user_id(conn)) == 0;
+    free(m);
+    return found;
+}
+
+/* ---- handlers of client messages --------------------------------------- */
+
+static sb_room_t *find_room(app_t *app, sb_conn_t *conn, json_t *msg, int create)
+{
+    int bad = 0;
+    json_t *v = field(msg, "room", "room_id", &bad);
+    if (bad) {
+        send_error(conn, "invalid_field", "room must be a string");
+        return NULL;
+    }
+    const char *name = v ? json_string_value(v) : DEFAULT_ROOM;
+    if (!chat_room_name_valid(name)) {
+        send_error(conn, "invalid_room",
+                   "a room name is 1 to 64 letters, digits, '_', '-', '.' or ':'");
+        return NULL;
+    }
+    sb_room_t *room = sb_hub_room(app->hub, name);
+    if (!room && create && !app->fixed_rooms) {
+        room = sb_hub_room_create(app->hub, name);
+        if (!room)
+            send_error(conn, "internal_error", "the room could not be created; try again");
+        return room;
+    }
+    if (!room)
+        send_error(conn, "room_not_found", "there is no room of that name");
+    return room;
+}
+
+static sb_room_t *member_room(app_t *app, sb_conn_t *conn, json_t *msg)
+{
+    sb_room_t *room = find_room(app, conn, msg, 0);
+    if (room && !sb_room_has(room, conn)) {
+        send_error(conn, "not_member", "join the room first");
+        return NULL;
+    }
+    return room;
+}
+
+static void on_join(app_t *app, sb_conn_t *conn, json_t *msg)
+{
+    int bad = 0;
+    json_t *nick = field(msg, "nickname", "name", &bad);
+    if (bad) {
+        send_error(conn, "invalid_field", "nickname must be a string");
+        return;
+    }
+    if (nick) {
+        const char *err = nick_claim(app, conn, json_string_value(nick));
+        if (err) {
+            send_error(conn, err,
+                       strcmp(err, "nickname_taken") == 0
+                           ? "that nickname is taken by someone online; choose another"
+                           : "a nickname is 1 to 32 letters, digits, '_' or '-'");
+            return;
+        }
+    }
+    sb_room_t *room = find_room(app, conn, msg, 1);
+    if (!room)
+        return;
+    if (!sb_room_has(room, conn)) {
+        if (sb_room_join(room, conn)) {
+            send_error(conn, "internal_error", "could not join the room; try again");
+            return;
+        }
+        room_broadcast_obj(room, NULL, user_event("user_joined", room, conn));
+        if (!user_in_room_elsewhere(room, conn))
+            room_broadcast_obj(room, NULL, presence(conn, "online"));
+    }
+    send_history(conn, room, 0, app->history_on_join);
+}
+
+static void leave_room(app_t *app, sb_conn_t *conn, sb_room_t *room)
+{
+    (void)app;
+    sb_room_leave(room, conn);
+    json_t *ev = user_event("user_left", room, conn);
+    char *s = dump(ev);
+    if (!s)
+        return;
+    sb_room_broadcast(room, NULL, SB_OP_TEXT, s, strlen(s));
+    sb_conn_send(conn, SB_OP_TEXT, s, strlen(s)); /* the leaver's confirmation */
+    free(s);
+}
+
+static void on_leave(app_t *app, sb_conn_t *conn, json_t *msg)
+{
+    sb_room_t *room = member_room(app, conn, msg);
+    if (room)
+        leave_room(app, conn, room);
+}
+
+/* content (or its spelling message) must be a string within the limit; data
+ * is any JSON. Returns 0 or sends an error. */
+static int message_body(app_t *app, sb_conn_t *conn, json_t *msg, json_t **content,
+                        json_t **data)
+{
+    int bad = 0;
+    *content = field(msg, "content", "message", &bad);
+    *data = json_object_get(msg, "data");
+    if (bad) {
+        send_error(conn, "invalid_field", "content must be a string");
+        return -1;
+    }
+    if (!*content && !*data) {
+        send_error(conn, "missing_field", "a message needs content (text) or data (any JSON)");
+        return -1;
+    }
+    if (*content && json_string_length(*content) > app->max_content) {
+        send_error(conn, "content_too_long", "the content is longer than the server allows");
+        return -1;
+    }
+    return 0;
+}
+
+static void on_message(app_t *app, sb_conn_t *conn, json_t *msg)
+{
+    sb_room_t *room = member_room(app, conn, msg);
+    json_t *content, *data;
+    if (!room || message_body(app, conn, msg, &content, &data))
+        return;
+    json_t *meta = json_object_get(msg, "metadata");
+    if (chat_publish(app, room, sb_conn_user_id(conn), nickname_of(conn), content, data, meta) <
+        0)
+        send_error(conn, "internal_error", "the message could not be stored; try again");
+}
+
+static void on_broadcast(app_t *app, sb_conn_t *conn, json_t *msg)
+{
+    json_t *content, *data;
+    if (message_body(app, conn, msg, &content, &data))
+        return;
+    json_t *obj = json_pack("{s:s, s:s, s:s, s:o}", "type", "broadcast", "from",
+                            sb_conn_user_id(conn), "nickname", nickname_of(conn), "timestamp",
+                            timestamp_json());
+    if (content)
+        json_object_set(obj, "content", content);
+    if (data)
+        json_object_set(obj, "data", data);
+    char *s = dump(obj);
+    if (s)
+        sb_hub_broadcast(app->hub, SB_OP_TEXT, s, strlen(s));
+    free(s);
+}
+
+static void on_typing(app_t *app, sb_conn_t *conn, json_t *msg)
+{
+    sb_room_t *room = member_room(app, conn, msg);
+    if (!room)
+        return;
+    json_t *t = json_object_get(msg, "typing");
+    if (!t)
+        t = json_object_get(msg, "data"); /* seed 003 sends it as data */
+    if (t && !json_is_boolean(t)) {
+        send_error(conn, "invalid_field", "typing must be true or false");
+        return;
+    }
+    room_broadcast_obj(room, conn,
+                       json_pack("{s:s, s:s, s:s, s:s, s:b}", "type", "typing", "room",
+                                 sb_room_name(room), "user_id", sb_conn_user_id(conn),
+                                 "nickname", nickname_of(conn), "typing",
+                                 t ? json_is_true(t) : 1));
+}
+
+static void on_history(app_t *app, sb_conn_t *conn, json_t *msg)
+{
+    sb_room_t *room = find_room(app, conn, msg, 0);
+    if (!room)
+        return;
+    json_t *since = json_object_get(msg, "since");
+    json_t *limit = json_object_get(msg, "limit");
+    if ((since && (!json_is_integer(since) || json_integer_value(since) < 0)) ||
+        (limit && (!json_is_integer(limit) || json_integer_value(limit) < 1))) {
+        send_error(conn, "invalid_field",
+                   "since must be a message id (0 or more) and limit a positive number");
+        return;
+    }
+    size_t n = limit ? (size_t)json_integer_value(limit) : app->history_on_join;
+    if (n > HISTORY_LIMIT_MAX)
+        n = HISTORY_LIMIT_MAX;
+    send_history(conn, room, since ? (uint64_t)json_integer_value(since) : 0, n);
+}
+
+static void on_users(app_t *app, sb_conn_t *conn, json_t *msg)
+{
+    sb_room_t *room = find_room(app, conn, msg, 0);
+    if (!room)
+        return;
+    size_t n = sb_room_count(room);
+    sb_conn_t **members = malloc((n ? n : 1) * sizeof *members);
+    json_t *users = json_array();
+    if (!members || !users) {
+        free(members);
+        json_decref(users);
+        return;
+    }
+    sb_room_members(room, members, n);
+    for (size_t i = 0; i < n; i++) {
+        /* One entry per user, however many connections it has here. */
+        const char *uid = sb_conn_user_id(members[i]);
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(uid, sb_conn_user_id(members[j])) == 0;
+        if (!seen)
+            json_array_append_new(users, json_pack("{s:s, s:s, s:s}", "user_id", uid, "nickname",
+                                                   nickname_of(members[i]), "status", "online"));
+    }
+    free(members);
+    send_json(conn, json_pack("{s:s, s:s, s:o}", "type", "users", "room", sb_room_name(room),
+                              "users", users));
+}
+
+static void on_direct(app_t *app, sb_conn_t *conn, json_t *msg)
+{
+    json_t *to = json_object_get(msg, "to");
+    json_t *content, *data;
+    if (!to || !json_is_string(to)) {
+        send_error(conn, "missing_field", "direct needs to: a user id or nickname");
+        return;
+    }
+    if (message_body(app, conn, msg, &content, &data))
+        return;
+    const char *target = json_string_value(to);
+    chat_nick_t *n = nick_find(app, target);
+    const char *uid = n ? sb_conn_user_id(n->conn) : target;
+    if (!sb_hub_user_conns(app->hub, uid, NULL, 0)) {
+        send_error(conn, "unknown_user", "no user of that id or nickname is online");
+        return;
+    }
+    json_t *obj = json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", "direct", "from",
+                            sb_conn_user_id(conn), "nickname", nickname_of(conn), "to", uid,
+                            "timestamp", timestamp_json());
+    if (content)
+        json_object_set(obj, "content", content);
+    if (data)
+        json_object_set(obj, "data", data);
+    char *s = dump(obj);
+    if (!s)
+        return;
+    sb_hub_send_user(app->hub, uid, SB_OP_TEXT, s, strlen(s));
+    /* The sender's other connections (and this one) see what was sent. */
+    if (strcmp(uid, sb_conn_user_id(conn)) != 0)
+        sb_hub_send_user(app->hub, sb_conn_user_id(conn), SB_OP_TEXT, s, strlen(s));
+    free(s);
+}
+
+static void on_ping(app_t *app, sb_conn_t *conn, json_t *msg)
+{
+    (void)app;
+    (void)msg;
+    send_json(conn, json_pack("{s:s, s:o}", "type", "pong", "timestamp", timestamp_json()));
+}
+
+static const struct {
+    const char *type;
+    void (*fn)(app_t *app, sb_conn_t *conn, json_t *msg);
+} handlers[] = {
+    {"join", on_join},       {"join_room", on_join},   {"leave", on_leave},
+    {"leave_room", on_leave}, {"message", on_message},  {"broadcast", on_broadcast},
+    {"typing", on_typing},   {"ping", on_ping},        {"history", on_history},
+    {"users", on_users},     {"direct", on_direct},
+};
+
+/* ---- the /ws endpoint -------------------------------------------------- */
+
+static void ws_open(sb_hub_t *hub, sb_conn_t *conn, void *data)
+{
+    app_t *app = data;
+    (void)hub;
+    char stamp[32];
+    chat_timestamp(chat_now_ms(), stamp);
+    send_json(conn, json_pack("{s:s, s:s, s:s, s:s}", "type", "welcome", "connection_id",
+                              sb_conn_id(conn), "user_id", sb_conn_user_id(conn), "server_time",
+                              stamp));
+    send_json(conn, json_pack("{s:s, s:s, s:s}", "type", "system", "content",
+                              "Welcome to Switchboard! Send {\"type\":\"join\",\"nickname\":"
+                              "\"you\"} to join the general room.",
+                              "timestamp", stamp));
+    (void)app;
+}
+
+static void ws_message(sb_hub_t *hub, sb_conn_t *conn, int opcode, const void *data, size_t len,
+                       void *arg)
+{
+    (void)hub;
+    app_t *app = arg;
+    if (opcode != SB_OP_TEXT) {
+        send_error(conn, "binary_not_supported",
+                   "this endpoint speaks JSON text messages; binary messages are not accepted");
+        return;
+    }
+    json_error_t jerr;
+    json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!msg) {
+        char text[200];
+        snprintf(text, sizeof text, "the message is not valid JSON: %s", jerr.text);
+        send_error(conn, "invalid_json", text);
+        return;
+    }
+    if (!json_is_object(msg)) {
+        send_error(conn, "not_object", "a message is a JSON object with a \"type\"");
+    } else {
+        json_t *type = json_object_get(msg, "type");
+        size_t i = 0, n = sizeof handlers / sizeof handlers[0];
+        if (!type || !json_is_string(type))
+            send_error(conn, "missing_field", "a message needs a \"type\" string");
+        else {
+            for (; i < n && strcmp(handlers[i].type, json_string_value(type)) != 0; i++)
+                ;
+            if (i < n)
+                handlers[i].fn(app, conn, msg);
+            else
+                send_error(conn, "unknown_type",
+                           "unknown message type; see docs/protocol.md for the list");
+        }
+    }
+    json_decref(msg);
+}
+
+static void ws_close(sb_hub_t *hub, sb_conn_t *conn, int code, void *data)
+{
+    (void)hub;
+    (void)code;
+    app_t *app = data;
+    /* Leave every room the way a `leave` does, so members see who left, and
+     * tell them the user is offline when this was its last connection. */
+    int last = !user_has_other_conns(app, conn);
+    size_t n = sb_conn_rooms(conn, NULL, 0);
+    sb_room_t **rooms = n ? malloc(n * sizeof *rooms) : NULL;
+    if (rooms) {
+        sb_conn_rooms(conn, rooms, n);
+        for (size_t i = 0; i < n; i++) {
+            sb_room_leave(rooms[i], conn);
+            room_broadcast_obj(rooms[i], NULL, user_event("user_left", rooms[i], conn));
+            if (last)
+                room_broadcast_obj(rooms[i], NULL, presence(conn, "offline"));
+        }
+    }
+    free(rooms);
+    nick_release(app, conn);
+}
+
+static void announce_shutdown(sb_hub_t *hub, void *data)
+{
+    (void)data;
+    char *s = dump(json_pack("{s:s, s:s, s:o}", "type", "server_shutdown", "message",
+                             "Server is shutting down", "timestamp", timestamp_json()));
+    if (s)
+        sb_hub_broadcast(hub, SB_OP_TEXT, s, strlen(s));
+    free(s);
+}
+
+/* ---- /ws/raw: seed 004's plain relay ----------------------------------- */
+
+static void raw_open(sb_conn_t *conn, void *data)
+{
+    raw_list_t *l = data;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        sb_conn_t **p = realloc(l->conns, cap * sizeof *p);
+        if (!p) {
+            sb_conn_close(conn, SB_CLOSE_INTERNAL, "server out of memory");
+            return;
+        }
+        l->conns = p;
+        l->cap = cap;
+    }
+    sb_conn_set_data(conn, (void *)(uintptr_t)(l->n + 1)); /* 1-based index */
+    l->conns[l->n++] = conn;
+}
+
+static void raw_message(sb_conn_t *conn, int opcode, const void *msg, size_t len, void *data)
+{
+    (void)conn;
+    raw_list_t *l = data;
+    sb_msg_t *m = sb_msg_new(opcode, msg, len);
+    if (!m)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        sb_conn_send_msg(l->conns[i], m);
+    sb_msg_unref(m);
+}
+
+static void raw_close(sb_conn_t *conn, int code, const char *reason, size_t len, void *data)
+{
+    (void)code;
+    (void)reason;
+    (void)len;
+    raw_list_t *l = data;
+    size_t i = (uintptr_t)sb_conn_get_data(conn);
+    if (!i--)
+        return;
+    l->conns[i] = l->conns[--l->n];
+    sb_conn_set_data(l->conns[i], (void *)(uintptr_t)(i + 1));
+}
+
+/* ---- setup ------------------------------------------------------------- */
+
+int chat_routes(app_t *app)
+{
+    for (size_t i = 0; i < app->nfixed_rooms; i++)
+        if (!sb_hub_room_create(app->hub, app->fixed_rooms[i]))
+            return SB_ENOMEM;
+    sb_hub_handlers_t h = {
+        .on_open = ws_open,
+        .on_message = ws_message,
+        .on_close = ws_close,
+        .data = app,
+    };
+    int r = sb_hub_route(app->hub, "/ws", &h);
+    if (!r)
+        r = sb_hub_on_shutdown(app->hub, announce_shutdown, app);
+    if (!r) {
+        sb_ws_handlers_t raw = {
+            .on_open = raw_open,
+            .on_message = raw_message,
+            .on_close = raw_close,
+            .data = &app->raw,
+        };
+        r = sb_server_route_ws(app->server, "/ws/raw", &raw);
+    }
+    return r;
+}
+
+void chat_free(app_t *app)
+{
+    chat_nick_t *n, *tmp;
+    HASH_ITER(hh, app->nicks, n, tmp) {
+        HASH_DEL(app->nicks, n);
+        free(n->nick);
+        free(n);
+    }
+    free(app->raw.conns);
+}
