@@ -139,6 +139,12 @@ int sb_server_port(const sb_server_t *srv);
  * gone. Returns 0 or SB_EIO. */
 int sb_server_run(sb_server_t *srv);
 
+/* Runs one loop iteration: waits for events when block is non-zero, else
+ * only handles what is ready. Returns 1 while there is more to do (the
+ * server is not fully stopped), 0 when it is, or SB_EINVAL before
+ * sb_server_listen. For embedding into another loop and for tests. */
+int sb_server_run_once(sb_server_t *srv, int block);
+
 /* Starts a graceful stop: stops accepting, closes every WebSocket with
  * 1001 "server shutting down", answers in-flight HTTP requests, and forces
  * the remaining connections closed after timeout_ms. sb_server_run() returns
@@ -188,6 +194,10 @@ const char *sb_request_query(const sb_request_t *req, size_t *len);
 const char *sb_request_header(const sb_request_t *req, const char *name, size_t *len);
 const void *sb_request_body(const sb_request_t *req, size_t *len);
 sb_server_t *sb_request_server(const sb_request_t *req);
+/* In a WebSocket route's on_upgrade: the value the connection's user data
+ * slot (sb_conn_get_data) starts with, e.g. the user a token names. If the
+ * upgrade is refused, the caller still owns it. */
+void sb_request_set_user_data(sb_request_t *req, void *data);
 
 /* Sends the response. headers is NULL or extra header lines, each ending in
  * "\r\n" ("Cache-Control: no-cache\r\n"). Content-Length, Date, Server and

@@ -582,7 +582,9 @@ static void ws_message(sb_hub_t *hub, sb_conn_t *conn, int opcode, const void *d
         return;
     }
     json_error_t jerr;
-    json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* DECODE_ANY: a bare scalar ("42") is JSON, so it gets not_object, not
+     * invalid_json. */
+    json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!msg) {
         char text[200];
         snprintf(text, sizeof text, "the message is not valid JSON: %s", jerr.text);

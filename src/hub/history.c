@@ -130,17 +130,16 @@ static const char *const stmt_sql[ST_COUNT] = {
  * one contiguous range of the primary key and reads are a single seek. The ts
  * index makes age retention cost what it removes; it is appended at its right
  * edge, so it adds little to an insert. */
-static const char schema_sql[] =
-    "CREATE TABLE IF NOT EXISTS rooms ("
-    " name TEXT PRIMARY KEY NOT NULL,"
-    " last_id INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS messages ("
-    " room TEXT NOT NULL,"
-    " id INTEGER NOT NULL,"
-    " ts INTEGER NOT NULL,"
-    " body TEXT NOT NULL,"
-    " PRIMARY KEY (room, id)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts);";
+static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS rooms ("
+                                 " name TEXT PRIMARY KEY NOT NULL,"
+                                 " last_id INTEGER NOT NULL) WITHOUT ROWID;"
+                                 "CREATE TABLE IF NOT EXISTS messages ("
+                                 " room TEXT NOT NULL,"
+                                 " id INTEGER NOT NULL,"
+                                 " ts INTEGER NOT NULL,"
+                                 " body TEXT NOT NULL,"
+                                 " PRIMARY KEY (room, id)) WITHOUT ROWID;"
+                                 "CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts);";
 
 struct sb__history_s {
     sb__history_config_t cfg; /* path not kept */
@@ -182,8 +181,11 @@ static int ring_reserve(room_t *r, size_t max)
     slot_t *ring = malloc(cap * sizeof *ring);
     if (!ring)
         return SB_ENOMEM;
-    for (size_t i = 0; i < r->count; i++)
-        ring[i] = *ring_at(r, i);
+    if (r->count) { /* linearise: the oldest moves to index 0 */
+        size_t first = r->cap - r->head < r->count ? r->cap - r->head : r->count;
+        memcpy(ring, r->ring + r->head, first * sizeof *ring);
+        memcpy(ring + first, r->ring, (r->count - first) * sizeof *ring);
+    }
     free(r->ring);
     r->ring = ring;
     r->cap = cap;
@@ -250,9 +252,7 @@ static void batch_lost(sb__history_t *h)
 {
     h->in_batch = false;
     h->batch_lost = true;
-    room_t *r, *tmp;
-    HASH_ITER(hh, h->rooms, r, tmp)
-    {
+    for (room_t *r = h->rooms; r; r = r->hh.next) {
         ring_clear(r);
         r->cache_from = r->last_id + 1;
     }
@@ -461,7 +461,10 @@ static int ckpt_start(ckpt_t **out, const char *path)
         return SB_ENOMEM;
     c->request_at = CKPT_PAGES;
     int rc = SB_EIO;
-    if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL))
+    /* A connection learns that the file is in WAL mode when it first reads
+     * it; until then a checkpoint through it does nothing. */
+    if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) ||
+        sqlite3_exec(c->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL))
         goto fail;
     if (pthread_mutex_init(&c->mu, NULL))
         goto fail;
@@ -470,8 +473,8 @@ static int ckpt_start(ckpt_t **out, const char *path)
     if (pthread_condattr_init(&attr))
         goto fail;
     /* Periods measured on a clock that does not jump with the wall clock. */
-    int bad = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) ||
-              pthread_cond_init(&c->cond, &attr);
+    int bad =
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) || pthread_cond_init(&c->cond, &attr);
     pthread_condattr_destroy(&attr);
     if (bad)
         goto fail;
@@ -494,8 +497,7 @@ static _Thread_local char open_errbuf[512];
 
 static int open_fail(const char **err, int rc, const char *path, const char *detail)
 {
-    snprintf(open_errbuf, sizeof open_errbuf, "cannot open history database %s: %s", path,
-             detail);
+    snprintf(open_errbuf, sizeof open_errbuf, "cannot open history database %s: %s", path, detail);
     *err = open_errbuf;
     return rc;
 }
@@ -515,8 +517,8 @@ static int db_open(sb__history_t *h, const char *path, const char **err)
     if (rc != SQLITE_OK)
         return open_fail(err, SB_EIO, path, sqlite3_errmsg(h->db));
     rc = sqlite3_step(st);
-    bool wal = rc == SQLITE_ROW &&
-               sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+    bool wal =
+        rc == SQLITE_ROW && sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW)
         return open_fail(err, SB_EIO, path, sqlite3_errmsg(h->db));
@@ -562,10 +564,11 @@ static void history_free(sb__history_t *h)
         sqlite3_finalize(h->st[i]);
     /* The last connection to close checkpoints and removes the WAL. */
     sqlite3_close_v2(h->db);
-    room_t *r, *tmp;
-    HASH_ITER(hh, h->rooms, r, tmp)
-    {
-        HASH_DEL(h->rooms, r);
+    /* The table goes first; the rooms' own list links stay valid. */
+    room_t *r = h->rooms, *next;
+    HASH_CLEAR(hh, h->rooms);
+    for (; r; r = next) {
+        next = r->hh.next;
         room_free(r);
     }
     free(h);
@@ -699,7 +702,8 @@ static void settle_dirty(sb__history_t *h)
         r->dirty = false;
         r->next_dirty = NULL;
         if (r->dropped) {
-            HASH_DEL(h->rooms, r);
+            /* Every dirty room is in the table (the analyzer cannot tell). */
+            HASH_DEL(h->rooms, r); /* NOLINT(clang-analyzer-core.NullDereference) */
             room_free(r);
         }
     }
@@ -739,8 +743,7 @@ int sb__history_commit(sb__history_t *h)
 
 typedef void (*read_fn)(void *arg, const sb__hist_entry_t *e);
 
-static bool cache_covers(const sb__history_t *h, const room_t *r, uint64_t since_id,
-                         size_t limit)
+static bool cache_covers(const sb__history_t *h, const room_t *r, uint64_t since_id, size_t limit)
 {
     if (!h->db)
         return true;
@@ -775,8 +778,8 @@ static int read_cache(const room_t *r, uint64_t since_id, size_t limit, read_fn 
     return n;
 }
 
-static int read_db(sb__history_t *h, const char *room, uint64_t since_id, size_t limit,
-                   read_fn fn, void *arg)
+static int read_db(sb__history_t *h, const char *room, uint64_t since_id, size_t limit, read_fn fn,
+                   void *arg)
 {
     if (since_id > INT64_MAX)
         return 0;
@@ -897,9 +900,7 @@ int sb__history_trim(sb__history_t *h, int64_t now_ms)
             return rc;
     }
 
-    room_t *r, *tmp;
-    HASH_ITER(hh, h->rooms, r, tmp)
-    {
+    for (room_t *r = h->rooms; r; r = r->hh.next) {
         uint64_t max_id = max && r->last_id > max ? r->last_id - max : 0;
         if (h->db && max_id && (r->appended || !h->trimmed)) {
             sqlite3_stmt *st = h->st[ST_TRIM_ROOM];

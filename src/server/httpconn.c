@@ -89,6 +89,11 @@ sb_server_t *sb_request_server(const sb_request_t *req)
     return req->conn->srv;
 }
 
+void sb_request_set_user_data(sb_request_t *req, void *data)
+{
+    req->conn_data = data;
+}
+
 /* ---- answering -------------------------------------------------------- */
 
 /* Whether the connection can take another request after this answer. */
@@ -211,6 +216,7 @@ static int dispatch(sb_conn_t *c, uint8_t *rest, size_t rest_len)
 {
     sb_request_t *req = c->req;
     req->responded = 0;
+    req->conn_data = NULL;
     req->query_off = req->query_len = 0;
     if (split_target(req)) {
         respond_text(req, 400, NULL, "the request target is not a valid path or URL");

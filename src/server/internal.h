@@ -76,6 +76,7 @@ struct sb_request_s {
     const sb__route_t *route;
     uint32_t path_len;
     uint32_t query_off, query_len; /* query_off 0: no query */
+    void *conn_data;               /* becomes the connection's user data at upgrade */
     uint8_t responded;
     uint8_t head;                  /* HEAD request: no body in the answer */
 };
@@ -139,6 +140,7 @@ struct sb_server_s {
     uint8_t listening;
     uint8_t stopping;
     uint8_t handles_closed;
+    uint8_t running;      /* the loop's handles were started */
     uint64_t stop_timeout_ms;
     uint64_t next_conn_id;
 

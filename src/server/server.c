@@ -339,20 +339,37 @@ void sb_server_stop(sb_server_t *srv, uint64_t timeout_ms)
     uv_async_send(&srv->stop_async);
 }
 
-int sb_server_run(sb_server_t *srv)
+/* Starts the loop's own handles once, whichever run function comes first. */
+static void start_handles(sb_server_t *srv)
 {
-    if (!srv->listening)
-        return SB_EINVAL;
+    if (srv->running)
+        return;
+    srv->running = 1;
     srv->started_at = srv->rates_at = uv_now(&srv->loop);
     uv_prepare_start(&srv->prepare, on_prepare);
     uv_check_start(&srv->check, on_check);
     uv_timer_start(&srv->sweep, on_sweep, srv->cfg.sweep_interval_ms,
                    srv->cfg.sweep_interval_ms);
-    /* The sweep alone must not keep the loop alive, nor must the flushers. */
+    /* The flushers alone must not keep the loop alive. */
     uv_unref((uv_handle_t *)&srv->prepare);
     uv_unref((uv_handle_t *)&srv->check);
+}
+
+int sb_server_run(sb_server_t *srv)
+{
+    if (!srv->listening)
+        return SB_EINVAL;
+    start_handles(srv);
     int r = uv_run(&srv->loop, UV_RUN_DEFAULT);
     return r < 0 ? SB_EIO : 0;
+}
+
+int sb_server_run_once(sb_server_t *srv, int block)
+{
+    if (!srv->listening && !srv->running)
+        return SB_EINVAL;
+    start_handles(srv);
+    return uv_run(&srv->loop, block ? UV_RUN_ONCE : UV_RUN_NOWAIT) != 0;
 }
 
 /* ---- posting from other threads ---------------------------------------- */

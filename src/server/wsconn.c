@@ -100,6 +100,7 @@ void sb__wsconn_handshake(sb_conn_t *c, uint8_t *rest, size_t rest_len)
     sb__conn_queue(c, m);
     sb_msg_unref(m);
 
+    c->user_data = req->conn_data;
     /* The HTTP phase is over: drop its memory. */
     sb__http_req_free(&c->req->http);
     free(c->req);
