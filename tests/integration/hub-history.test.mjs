@@ -53,8 +53,9 @@ describe('history on one server', () => {
         assert.equal(h.room, 'since');
         return h.messages;
       };
-      assert.deepEqual(await ask({ since: 3 }), sent.slice(3),
-        'since 3 without limit: 4..10 (the default limit is larger than that)');
+      assert.deepEqual(await ask({ since: 3 }), sent.slice(3, 8),
+        'since 3 without limit: the 5 (--history-size) after 3');
+      assert.deepEqual(await ask({ since: 3, limit: 50 }), sent.slice(3), 'since 3, limit 50: 4..10');
       assert.deepEqual(await ask({ since: 3, limit: 2 }), sent.slice(3, 5),
         'since 3, limit 2: the oldest two after 3');
       assert.deepEqual(await ask({ since: 0, limit: 3 }), sent.slice(7), 'since 0: the last 3');
