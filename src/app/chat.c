@@ -144,6 +144,9 @@ static const char *nick_claim(app_t *app, sb_conn_t *conn, const char *nick)
 {
     if (!nick_valid(nick))
         return "invalid_nickname";
+    /* A user without a nickname shows as its user id: that name is taken. */
+    if (strcmp(nick, sb_conn_user_id(conn)) != 0 && sb_hub_user_conns(app->hub, nick, NULL, 0))
+        return "nickname_taken";
     chat_nick_t *n = nick_find(app, nick);
     if (n)
         return n->conn == conn ? NULL : "nickname_taken";
@@ -293,7 +296,9 @@ static int user_in_room_elsewhere(sb_room_t *room, sb_conn_t *conn)
 
 /* ---- handlers of client messages --------------------------------------- */
 
-static sb_room_t *find_room(app_t *app, sb_conn_t *conn, json_t *msg, int create)
+/* The room name a message gives (room or room_id; default general), or NULL
+ * after sending the error that says why it is not one. */
+static const char *room_name(sb_conn_t *conn, json_t *msg)
 {
     int bad = 0;
     json_t *v = field(msg, "room", "room_id", &bad);
@@ -307,13 +312,16 @@ static sb_room_t *find_room(app_t *app, sb_conn_t *conn, json_t *msg, int create
                    "a room name is 1 to 64 letters, digits, '_', '-', '.' or ':'");
         return NULL;
     }
+    return name;
+}
+
+/* The existing room a message names, or NULL after sending an error. */
+static sb_room_t *find_room(app_t *app, sb_conn_t *conn, json_t *msg)
+{
+    const char *name = room_name(conn, msg);
+    if (!name)
+        return NULL;
     sb_room_t *room = sb_hub_room(app->hub, name);
-    if (!room && create && !app->fixed_rooms) {
-        room = sb_hub_room_create(app->hub, name);
-        if (!room)
-            send_error(conn, "internal_error", "the room could not be created; try again");
-        return room;
-    }
     if (!room)
         send_error(conn, "room_not_found", "there is no room of that name");
     return room;
@@ -321,7 +329,7 @@ static sb_room_t *find_room(app_t *app, sb_conn_t *conn, json_t *msg, int create
 
 static sb_room_t *member_room(app_t *app, sb_conn_t *conn, json_t *msg)
 {
-    sb_room_t *room = find_room(app, conn, msg, 0);
+    sb_room_t *room = find_room(app, conn, msg);
     if (room && !sb_room_has(room, conn)) {
         send_error(conn, "not_member", "join the room first");
         return NULL;
@@ -337,6 +345,18 @@ static void on_join(app_t *app, sb_conn_t *conn, json_t *msg)
         send_error(conn, "invalid_field", "nickname must be a string");
         return;
     }
+    /* Everything that can refuse the join is checked before anything
+     * changes: a refused join neither takes the nickname nor creates the
+     * room. */
+    const char *name = room_name(conn, msg);
+    if (!name)
+        return;
+    sb_room_t *room = sb_hub_room(app->hub, name);
+    if (!room && app->fixed_rooms) {
+        send_error(conn, "room_not_found",
+                   "there is no room of that name; this server has a fixed list of rooms");
+        return;
+    }
     if (nick) {
         const char *err = nick_claim(app, conn, json_string_value(nick));
         if (err) {
@@ -347,9 +367,10 @@ static void on_join(app_t *app, sb_conn_t *conn, json_t *msg)
             return;
         }
     }
-    sb_room_t *room = find_room(app, conn, msg, 1);
-    if (!room)
+    if (!room && !(room = sb_hub_room_create(app->hub, name))) {
+        send_error(conn, "internal_error", "the room could not be created; try again");
         return;
+    }
     if (!sb_room_has(room, conn)) {
         if (sb_room_join(room, conn)) {
             send_error(conn, "internal_error", "could not join the room; try again");
@@ -456,7 +477,7 @@ static void on_typing(app_t *app, sb_conn_t *conn, json_t *msg)
 
 static void on_history(app_t *app, sb_conn_t *conn, json_t *msg)
 {
-    sb_room_t *room = find_room(app, conn, msg, 0);
+    sb_room_t *room = find_room(app, conn, msg);
     if (!room)
         return;
     json_t *since = json_object_get(msg, "since");
@@ -475,7 +496,7 @@ static void on_history(app_t *app, sb_conn_t *conn, json_t *msg)
 
 static void on_users(app_t *app, sb_conn_t *conn, json_t *msg)
 {
-    sb_room_t *room = find_room(app, conn, msg, 0);
+    sb_room_t *room = find_room(app, conn, msg);
     if (!room)
         return;
     size_t n = sb_room_count(room);
@@ -512,8 +533,10 @@ static void on_direct(app_t *app, sb_conn_t *conn, json_t *msg)
     }
     if (message_body(app, conn, msg, &content, &data))
         return;
+    /* A user id wins over a nickname, so that a direct to an id always
+     * reaches that user, whatever nicknames others have picked. */
     const char *target = json_string_value(to);
-    chat_nick_t *n = nick_find(app, target);
+    chat_nick_t *n = sb_hub_user_conns(app->hub, target, NULL, 0) ? NULL : nick_find(app, target);
     const char *uid = n ? sb_conn_user_id(n->conn) : target;
     if (!sb_hub_user_conns(app->hub, uid, NULL, 0)) {
         send_error(conn, "unknown_user", "no user of that id or nickname is online");

@@ -173,11 +173,11 @@ static void ring_clear(room_t *r)
  * it is full and may still grow; a ring at max evicts on push instead. */
 static int ring_reserve(room_t *r, size_t max)
 {
-    if (r->count < r->cap || r->cap >= max)
+    if (r->count < r->cap || (r->cap && r->cap >= max))
         return 0;
     size_t cap = r->cap ? r->cap * 2 : RING_MIN;
     if (cap > max)
-        cap = max;
+        cap = max ? max : 1;
     slot_t *ring = malloc(cap * sizeof *ring);
     if (!ring)
         return SB_ENOMEM;
@@ -464,6 +464,7 @@ static int ckpt_start(ckpt_t **out, const char *path)
     /* A connection learns that the file is in WAL mode when it first reads
      * it; until then a checkpoint through it does nothing. */
     if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) ||
+        sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS) ||
         sqlite3_exec(c->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL))
         goto fail;
     if (pthread_mutex_init(&c->mu, NULL))
@@ -493,52 +494,79 @@ fail:
 /* ---- open and close ------------------------------------------------------ */
 
 /* Open errors outlive the history they belong to: one buffer per thread. */
-static _Thread_local char open_errbuf[512];
+static _Thread_local char open_errbuf[768];
 
-static int open_fail(const char **err, int rc, const char *path, const char *detail)
+/* What to do about the common causes, after SQLite's own words. */
+static const char *open_hint(int sqlite_rc)
 {
-    snprintf(open_errbuf, sizeof open_errbuf, "cannot open history database %s: %s", path, detail);
+    switch (sqlite_rc & 0xff) {
+    case SQLITE_CANTOPEN:
+        return " (check that its directory exists and is writable)";
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT:
+        return " (point the history at a new file, or restore this one)";
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+        return " (the server needs write access to it and to its directory)";
+    case SQLITE_FULL:
+        return " (the disk is full)";
+    default:
+        return "";
+    }
+}
+
+/* Fills *err from the connection's last error (or detail, when given). */
+static int open_fail(sb__history_t *h, const char **err, int rc, const char *path,
+                     const char *detail)
+{
+    int code = h->db ? sqlite3_errcode(h->db) : SQLITE_NOMEM;
+    if (!detail)
+        detail = h->db ? sqlite3_errmsg(h->db) : sqlite3_errstr(code);
+    snprintf(open_errbuf, sizeof open_errbuf, "cannot open history database %s: %s%s", path, detail,
+             open_hint(code));
     *err = open_errbuf;
     return rc;
 }
 
 static int db_open(sb__history_t *h, const char *path, const char **err)
 {
+    if (!*path) {
+        *err = "the history database path is empty: give a file name, or none for memory only";
+        return SB_EINVAL;
+    }
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     int rc = sqlite3_open_v2(path, &h->db, flags, NULL);
     if (rc != SQLITE_OK)
-        return open_fail(err, rc == SQLITE_NOMEM ? SB_ENOMEM : SB_EIO, path,
-                         h->db ? sqlite3_errmsg(h->db) : sqlite3_errstr(rc));
+        return open_fail(h, err, rc == SQLITE_NOMEM ? SB_ENOMEM : SB_EIO, path, NULL);
     sqlite3_busy_timeout(h->db, BUSY_TIMEOUT_MS);
 
     /* The first statement reads the file: "file is not a database" shows here. */
     sqlite3_stmt *st;
-    rc = sqlite3_prepare_v2(h->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return open_fail(err, SB_EIO, path, sqlite3_errmsg(h->db));
+    if (sqlite3_prepare_v2(h->db, "PRAGMA journal_mode = WAL", -1, &st, NULL) != SQLITE_OK)
+        return open_fail(h, err, SB_EIO, path, NULL);
     rc = sqlite3_step(st);
-    bool wal =
-        rc == SQLITE_ROW && sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+    char mode[16] = "";
+    if (rc == SQLITE_ROW && sqlite3_column_text(st, 0))
+        snprintf(mode, sizeof mode, "%s", (const char *)sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW)
-        return open_fail(err, SB_EIO, path, sqlite3_errmsg(h->db));
-    if (!wal)
-        return open_fail(err, SB_EIO, path,
-                         "its file system does not support WAL mode; put it on a local disk");
-
-    char *msg = NULL;
-    rc = sqlite3_exec(h->db, "PRAGMA synchronous = NORMAL", NULL, NULL, &msg);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(h->db, schema_sql, NULL, NULL, &msg);
-    if (rc != SQLITE_OK) {
-        rc = open_fail(err, SB_EIO, path, msg ? msg : sqlite3_errstr(rc));
-        sqlite3_free(msg);
-        return rc;
+        return open_fail(h, err, SB_EIO, path, NULL);
+    if (sqlite3_stricmp(mode, "wal") != 0) {
+        snprintf(open_errbuf, sizeof open_errbuf,
+                 "cannot open history database %s in WAL mode (it stays in %s mode): use a "
+                 "file on a local file system",
+                 path, mode);
+        *err = open_errbuf;
+        return SB_EIO;
     }
+
+    if (sqlite3_exec(h->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(h->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
+        return open_fail(h, err, SB_EIO, path, NULL);
     for (int i = 0; i < ST_COUNT; i++)
         if (sqlite3_prepare_v3(h->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &h->st[i],
                                NULL) != SQLITE_OK)
-            return open_fail(err, SB_EIO, path, sqlite3_errmsg(h->db));
+            return open_fail(h, err, SB_EIO, path, NULL);
 
     /* Without thread support in SQLite, checkpoints stay where SQLite puts
      * them by default: inline, in the commit that crosses the threshold. */
@@ -546,7 +574,7 @@ static int db_open(sb__history_t *h, const char *path, const char **err)
         return 0;
     rc = ckpt_start(&h->ckpt, path);
     if (rc)
-        return open_fail(err, rc, path, "cannot start its checkpoint thread");
+        return open_fail(h, err, rc, path, "cannot start its checkpoint thread");
     sqlite3_exec(h->db, "PRAGMA wal_autocheckpoint = 0", NULL, NULL, NULL);
     sqlite3_wal_hook(h->db, on_wal_commit, h->ckpt);
     return 0;
@@ -636,6 +664,8 @@ int64_t sb__history_append(sb__history_t *h, const char *room, int64_t ts_ms, co
 {
     if (!h || !room || !json)
         return SB_EINVAL;
+    if (len > INT_MAX) /* SQLite's own limit is lower still */
+        return SB_ELIMIT;
     room_t *r;
     int rc = room_get(h, room, &r);
     if (rc)

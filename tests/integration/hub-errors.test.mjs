@@ -200,6 +200,94 @@ describe('nickname_taken', () => {
   });
 });
 
+describe('a refused request changes nothing', () => {
+  let server;
+  before(async () => {
+    server = await startHub(['--rooms', 'general,random']);
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  test('a join refused for its room neither takes the nickname nor joins', async () => {
+    const a = await HubClient.connect(server, { label: 'refused' });
+    const b = await HubClient.connect(server, { label: 'other' });
+    try {
+      await a.expectError({ type: 'join', room: 'lobby', nickname: 'wanted' }, 'room_not_found');
+      await a.expectError({ type: 'join', room: 'bad room', nickname: 'wanted' }, 'invalid_room');
+      await a.expectError({ type: 'join', room: 5, nickname: 'wanted' }, 'invalid_field');
+      // The nickname is still free, and a is still anonymous.
+      const { joined } = await b.join('general', 'wanted');
+      assert.equal(joined.nickname, 'wanted');
+      const { joined: aj } = await a.join('general');
+      assert.equal(aj.nickname, a.id);
+    } finally {
+      await closeAll([a, b]);
+    }
+  });
+
+  test('a join refused for its nickname does not join the room', async () => {
+    const a = await HubClient.connect(server, { label: 'holder2' });
+    const b = await HubClient.connect(server, { label: 'refused2' });
+    try {
+      await a.join('general', 'mine');
+      await b.expectError({ type: 'join', room: 'random', nickname: 'mine' }, 'nickname_taken');
+      await b.expectError({ type: 'message', room: 'random', content: 'x' }, 'not_member');
+      const users = await a.request({ type: 'users', room: 'random' }, 'users');
+      assert.deepEqual(users.users, []);
+    } finally {
+      await closeAll([a, b]);
+    }
+  });
+});
+
+describe('user ids and nicknames do not collide', () => {
+  let server;
+  before(async () => {
+    server = await startHub();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  test("another online user's id is not available as a nickname", async () => {
+    const a = await HubClient.connect(server, { label: 'anon' });
+    const b = await HubClient.connect(server, { label: 'mimic' });
+    try {
+      // a shows as its user id; b may not take that name ...
+      await b.expectError({ type: 'join', nickname: a.id }, 'nickname_taken');
+      // ... but a may set its own id as its nickname.
+      const { joined } = await a.join('general', a.id);
+      assert.equal(joined.nickname, a.id);
+    } finally {
+      await closeAll([a, b]);
+    }
+  });
+
+  test('a direct to a user id reaches that user even if someone has it as a nickname', async () => {
+    // A nickname taken before a user of that id existed: ids are c-N, so
+    // pick the id the next connection will get.
+    const early = await HubClient.connect(server, { label: 'early' });
+    const n = Number(/^c-(\d+)$/.exec(early.id)?.[1]);
+    assert.ok(Number.isInteger(n), `connection ids look like c-N (${early.id}); update this test`);
+    const future = `c-${n + 1}`;
+    const { joined } = await early.join('ids', future);
+    assert.equal(joined.nickname, future);
+    const target = await HubClient.connect(server, { label: 'target' });
+    const sender = await HubClient.connect(server, { label: 'sender' });
+    try {
+      assert.equal(target.id, future);
+      sender.send({ type: 'direct', to: future, content: 'for the user with that id' });
+      const d = await target.next('direct');
+      assert.equal(d.to, target.id);
+      await early.sync();
+      early.assertNone('direct', null, 'the nickname holder does not get a direct meant for the id');
+    } finally {
+      await closeAll([early, target, sender]);
+    }
+  });
+});
+
 describe('room_not_found without --rooms', () => {
   test('history and users of a room that does not exist', async () => {
     const server = await startHub();

@@ -530,6 +530,12 @@ Test(history, an_unopenable_path_says_what_failed)
     cr_assert_not_null(err);
     cr_assert(strstr(err, path), "the message does not name the file: %s", err);
     cr_assert(strstr(err, "unable to open database file"), "unexpected message: %s", err);
+    cr_assert(strstr(err, "directory exists"), "the message gives no hint: %s", err);
+
+    cfg.path = "";
+    cr_assert_eq(sb__history_open(&h, &cfg, &err), SB_EINVAL);
+    cr_assert_null(h);
+    cr_assert(err && strstr(err, "empty"), "unexpected message: %s", err);
 }
 
 Test(history, a_file_that_is_not_a_database_says_so)

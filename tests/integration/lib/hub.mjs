@@ -73,6 +73,8 @@ export class HubClient {
     this.received = []; // everything received, in order
     this.waiters = new Set();
     this.failure = null; // a frame the protocol does not allow
+    this.sent = { messages: 0, bytes: 0 };     // what this client sent
+    this.got = { messages: 0, bytes: 0 };      // what it received
     this.closeInfo = null;
     this.closed = new Promise((resolve) => {
       ws.on('close', (code, reason) => {
@@ -85,6 +87,8 @@ export class HubClient {
       this.lastError = e;
     });
     ws.on('message', (data, isBinary) => {
+      this.got.messages++;
+      this.got.bytes += data.length;
       if (isBinary) {
         this.failure = new Error(`${label}: the server sent a binary frame on /ws`);
       } else {
@@ -139,6 +143,8 @@ export class HubClient {
   // a binary frame).
   send(msg, { binary = false } = {}) {
     const data = typeof msg === 'string' || Buffer.isBuffer(msg) ? msg : JSON.stringify(msg);
+    this.sent.messages++;
+    this.sent.bytes += Buffer.byteLength(data);
     this.ws.send(data, { binary });
   }
 
