@@ -29,6 +29,7 @@ const char *sb__http_status_text(int status)
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
     }
     return status < 400 ? "OK" : "Error";
 }
@@ -104,7 +105,8 @@ static int keeps_alive(const sb_request_t *req, int status)
         return 0;
     /* After a parse error or an upgrade we refused, the rest of the stream is
      * not a request we can find the start of. */
-    if (status == 400 || status == 413 || status == 431 || req->http.error || req->http.upgrade)
+    if (status == 400 || status == 413 || status == 431 || status == 505 || req->http.error ||
+        req->http.upgrade)
         return 0;
     return req->http.complete && req->http.keep_alive;
 }
@@ -218,6 +220,15 @@ static int dispatch(sb_conn_t *c, uint8_t *rest, size_t rest_len)
     req->responded = 0;
     req->conn_data = NULL;
     req->query_off = req->query_len = 0;
+    const http_parser *hp = &req->http.parser;
+    if (hp->http_major != 1) {
+        respond_text(req, 505, NULL, "this server speaks HTTP/1.0 and HTTP/1.1");
+        return 0;
+    }
+    if (hp->http_minor >= 1 && !sb_request_header(req, "Host", NULL)) {
+        respond_text(req, 400, NULL, "an HTTP/1.1 request needs a Host header");
+        return 0;
+    }
     if (split_target(req)) {
         respond_text(req, 400, NULL, "the request target is not a valid path or URL");
         return 0;

@@ -22,6 +22,9 @@
 #define SB_READ_SIZE (64 * 1024)
 #define SB_TAIL_ROOM 256
 
+/* A message spanning reads gets at most this much buffer up front. */
+#define SB_REASSEMBLY_RESERVE (1024 * 1024)
+
 /* At most this many queued messages go into one writev. */
 #define SB_WRITE_BATCH 64
 /* A uv_write left to finish when the socket drains covers at most this many

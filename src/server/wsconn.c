@@ -231,10 +231,15 @@ static int on_data(sb_conn_t *c, const sb__ws_event_t *ev)
     size_t need = c->msg_len + ev->len;
     if (need > c->msg_cap) {
         /* The reader knows the size of the frames announced so far: reserve
-         * that at once rather than grow through every doubling. */
+         * that at once (up to 1 MiB: an announcement is not yet data, and a
+         * peer could announce much and send little) rather than grow
+         * through every doubling. */
         size_t cap = c->msg_cap ? c->msg_cap * 2 : 4096;
-        if (cap < c->reader.msg_len)
-            cap = (size_t)c->reader.msg_len;
+        size_t announced = c->reader.msg_len < SB_REASSEMBLY_RESERVE
+                               ? (size_t)c->reader.msg_len
+                               : SB_REASSEMBLY_RESERVE;
+        if (cap < announced)
+            cap = announced;
         if (cap < need)
             cap = need;
         uint8_t *p = realloc(c->msg, cap);

@@ -138,6 +138,24 @@ describe('http', () => {
     await assertStaysOpen(conn);
   });
 
+  test('an HTTP/1.1 request without Host is 400 and closes the connection', async () => {
+    const { conn, res } = await ask(req('GET', '/health', { Host: null }));
+    assertWellFormed(res, 400);
+    assert.match(res.body, /Host/);
+    await assertCloses(conn, res);
+  });
+
+  test('an HTTP/1.0 request without Host is answered', async () => {
+    const { res } = await ask(req('GET', '/health', { Host: null }, '1.0'));
+    assertWellFormed(res, 200);
+  });
+
+  test('an HTTP version other than 1.x is 505 and closes the connection', async () => {
+    const { conn, res } = await ask(req('GET', '/health', {}, '2.0'));
+    assertWellFormed(res, 505);
+    await assertCloses(conn, res);
+  });
+
   test('an unknown path is 404 and keeps the connection', async () => {
     const { conn, res } = await ask(req('GET', '/no/such/page'));
     assertWellFormed(res, 404);
