@@ -2,9 +2,10 @@
 # Run every test suite against the sanitizer build (ASan + UBSan).
 # `make test` builds first and then calls this.
 #
-# A suite is one test runner invocation: the unit tests (ctest) and the
-# integration tests (node --test). The last line is "N passed, N failed",
-# counting suites; the exit status is non-zero if any suite failed.
+# Suites: static analysis (cppcheck), the unit tests (Criterion under ctest)
+# and the integration tests (node --test). The last line is "N passed,
+# N failed", counting tests over every suite; the exit status is non-zero if
+# anything failed.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,21 +16,54 @@ ASAN_BUILD=${ASAN_BUILD:-build-asan}
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 
+LOGS=$(mktemp -d)
+trap 'rm -rf "$LOGS"' EXIT
+
+# Totals over every suite, counted in tests (each Criterion test, each node
+# test, the static analysis as one).
 passed=0
 failed=0
 
-# suite NAME COMMAND...: run one suite and count its result.
+# suite NAME PARSER COMMAND...: runs one suite with its output shown and kept,
+# then adds what PARSER reads from the output to the totals. A suite that
+# failed without a failing test to show for it (a crash, a sanitizer report
+# outside a test, a build problem) counts as one failure.
 suite() {
-    local name=$1
-    shift
+    local name=$1 parser=$2
+    shift 2
     echo "=== $name"
-    if "$@"; then
-        echo "=== $name: passed"
-        passed=$((passed + 1))
-    else
-        echo "=== $name: FAILED"
-        failed=$((failed + 1))
+    local log="$LOGS/suite.log" rc
+    "$@" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    local p f
+    read -r p f < <("$parser" "$log")
+    if ((rc != 0 && f == 0)); then
+        f=1
     fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    echo "=== $name: $p passed, $f failed"
+}
+
+# Criterion prints "Synthesis: Tested: N | Passing: N | Failing: N | Crashing: N"
+# per test binary.
+count_criterion() {
+    awk -F'[:|]' '/Synthesis: Tested:/ {
+            for (i = 1; i <= NF; i++) {
+                gsub(/[^A-Za-z0-9]/, "", $i)
+                if ($i == "Passing") p += $(i + 1)
+                if ($i == "Failing" || $i == "Crashing") f += $(i + 1)
+            }
+        } END { print p + 0, f + 0 }' "$1"
+}
+
+# node --test (TAP) ends with "# pass N" and "# fail N".
+count_tap() {
+    awk '/^# pass / { p = $3 } /^# fail / { f = $3 } END { print p + 0, f + 0 }' "$1"
+}
+
+count_one() {
+    if grep -q . "$1"; then echo "0 1"; else echo "1 0"; fi
 }
 
 unit_tests() {
@@ -37,8 +71,9 @@ unit_tests() {
         echo "no configured build in $ASAN_BUILD: run 'make test'" >&2
         return 1
     fi
-    # --no-tests=error: test sources exist, so finding no test is a build problem.
-    ctest --test-dir "$ASAN_BUILD" --output-on-failure --no-tests=error
+    # --no-tests=error: test sources exist, so finding no test is a build
+    # problem. -V shows every test binary's summary line, which is counted.
+    ctest --test-dir "$ASAN_BUILD" --output-on-failure --no-tests=error -V
 }
 
 # In a subshell, so the cd stays here.
@@ -61,16 +96,16 @@ static_analysis() {
         -I "$ROOT/include" -I "$ROOT/src" "$ROOT/src" "$ROOT/bench" "$ROOT/tools"
 }
 
-suite "static analysis (cppcheck)" static_analysis
+suite "static analysis (cppcheck)" count_one static_analysis
 
 if compgen -G "$ROOT/tests/unit/test_*.c" >/dev/null; then
-    suite "unit tests (ctest, ${ASAN_BUILD#"$ROOT"/})" unit_tests
+    suite "unit tests (ctest, ${ASAN_BUILD#"$ROOT"/})" count_criterion unit_tests
 else
     echo "=== unit tests: none in tests/unit yet"
 fi
 
 if compgen -G "$ROOT/tests/integration/*.test.mjs" >/dev/null; then
-    suite "integration tests (node --test, tests/integration)" integration_tests
+    suite "integration tests (node --test, tests/integration)" count_tap integration_tests
 else
     echo "=== integration tests: none in tests/integration yet"
 fi

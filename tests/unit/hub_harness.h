@@ -77,9 +77,9 @@ static struct {
     size_t nopened;
     close_rec_t closes[MAX_CLOSES];
     size_t ncloses;
-    size_t nmsgs;       /* on_message calls */
-    msg_hook_t on_msg;  /* what a test does with a message, or NULL */
-    int in_callback;    /* depth of test callbacks running */
+    size_t nmsgs;             /* on_message calls */
+    msg_hook_t on_msg;        /* what a test does with a message, or NULL */
+    int in_callback;          /* depth of test callbacks running */
     int results[MAX_RESULTS]; /* return values recorded by callbacks */
     size_t nresults;
     unsigned markers;
@@ -477,8 +477,7 @@ static inline void expect_texts(size_t ci, const char *const *want, size_t n)
             cr_assert_eq(i, n, "client %zu got %zu message(s), expected %zu", ci, i, n);
             return;
         }
-        cr_assert_lt(i, n, "client %zu: unexpected message %zu: '%.60s'", ci, i,
-                     (char *)f.data);
+        cr_assert_lt(i, n, "client %zu: unexpected message %zu: '%.60s'", ci, i, (char *)f.data);
         cr_assert_eq(f.opcode, SB_OP_TEXT, "client %zu message %zu: opcode %d", ci, i, f.opcode);
         cr_assert(f.fin, "client %zu message %zu: fragmented", ci, i);
         cr_assert(f.len == strlen(want[i]) && memcmp(f.data, want[i], f.len) == 0,

@@ -27,10 +27,24 @@ export function assertTimestamp(ts, what = 'timestamp') {
   assert.ok(Math.abs(t - Date.now()) < 60_000, `${what} ${ts} is about now`);
 }
 
+// Directories still there when the test process exits are removed, so
+// that a failed test leaves none behind.
+const liveDirs = new Set();
+process.on('exit', () => {
+  for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
+});
+
 // A fresh temporary directory; remove() deletes it.
 export function tempDir(prefix = 'sb-hub-') {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  liveDirs.add(dir);
+  return {
+    dir,
+    remove: () => {
+      rmSync(dir, { recursive: true, force: true });
+      liveDirs.delete(dir);
+    },
+  };
 }
 
 // Starts the server with history in a fresh temporary directory (or in
