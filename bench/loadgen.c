@@ -7,6 +7,13 @@
  *   loadgen echo --port 8080 [--host 127.0.0.1] [--path /echo]
  *                [--conns 100] [--inflight 16] [--size 64] [--seconds 5]
  *
+ * Scenario "fanout": C subscribers and one publisher join one room through
+ * the JSON protocol at /ws; the publisher keeps --inflight room messages in
+ * flight (a message is done when the publisher's own copy comes back) and
+ * every subscriber counts the messages it receives and their latency.
+ *
+ *   loadgen fanout --port 8080 [--conns 1000] [--inflight 8] [--seconds 5]
+ *
  * Prints one line of figures; bounded in time by --seconds. */
 #include <getopt.h>
 #include <stdio.h>
@@ -26,6 +33,9 @@ typedef struct {
     size_t size;
     int open, failed;
     int measuring;
+    int fanout;       /* scenario: 0 echo, 1 fanout */
+    int joined;
+    client_t *publisher;
     uint64_t started_ns, roundtrips;
     uint64_t hist[64 * 16]; /* log-linear latency buckets, ns */
     uint64_t samples;
@@ -42,6 +52,7 @@ struct client_s {
     size_t len, cap;
     uint8_t *out; /* frames to send, written once per read callback */
     size_t out_len, out_cap;
+    int joined;
 };
 
 static uint8_t g_rbuf[256 * 1024];
@@ -112,6 +123,75 @@ static void send_message(client_t *c)
     memset(f + h, 'x', size);
     memcpy(f + h, &now, 8); /* a zero mask key leaves the payload as is */
     c->out_len += h + size;
+}
+
+static void on_done(uv_timer_t *t);
+
+/* Appends one masked text frame carrying text. */
+static void send_text(client_t *c, const char *text, size_t len)
+{
+    static const uint8_t zero_mask[4];
+    if (c->out_len + SB_WS_MAX_HEADER + len > c->out_cap) {
+        c->out_cap = (c->out_len + SB_WS_MAX_HEADER + len) * 2;
+        c->out = realloc(c->out, c->out_cap);
+    }
+    size_t h = sb__frame_header_write(c->out + c->out_len, 1, 0, SB_OP_TEXT, len, zero_mask);
+    memcpy(c->out + c->out_len + h, text, len);
+    c->out_len += h + len;
+}
+
+/* A room message whose content is the send time (padded to --size). */
+static void publish(client_t *c)
+{
+    char msg[512];
+    size_t pad = c->lg->size > 64 ? (c->lg->size < 400 ? c->lg->size - 64 : 336) : 0;
+    int n = snprintf(msg, sizeof msg,
+                     "{\"type\":\"message\",\"room\":\"bench\",\"content\":\"%llu %.*s\"}",
+                     (unsigned long long)uv_hrtime(), (int)pad,
+                     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    send_text(c, msg, (size_t)n);
+}
+
+static void fanout_message(client_t *c, const uint8_t *p, size_t n)
+{
+    lg_t *lg = c->lg;
+    const char *s = memmem(p, n, "\"type\":\"", 8);
+    if (!s)
+        return;
+    s += 8;
+    if (!c->joined && strncmp(s, "history", 7) == 0) {
+        c->joined = 1;
+        if (++lg->joined == lg->conns) {
+            /* The last member to join is the last one a fan-out reaches:
+             * when its copy is back, every subscriber has been sent the
+             * message, so the window bounds every queue. */
+            lg->publisher = c;
+            lg->measuring = 1;
+            lg->started_ns = uv_hrtime();
+            uv_timer_start(&lg->timer, on_done, (uint64_t)lg->seconds * 1000, 0);
+            for (int i = 0; i < lg->inflight; i++)
+                publish(lg->publisher);
+            /* the publisher's buffer is flushed by its next read: flush now */
+            write_bytes(lg->publisher, lg->publisher->out, lg->publisher->out_len);
+            lg->publisher->out_len = 0;
+        }
+        return;
+    }
+    if (strncmp(s, "message", 7) != 0 || !lg->measuring)
+        return;
+    const char *t = memmem(p, n, "\"content\":\"", 11);
+    if (!t)
+        return;
+    uint64_t sent = strtoull(t + 11, NULL, 10);
+    lg->hist[bucket(uv_hrtime() - sent)]++;
+    lg->samples++;
+    lg->roundtrips++;
+    if (c == lg->publisher)
+        publish(c);
 }
 
 static void flush_out(client_t *c)
@@ -193,14 +273,21 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         }
         off = (size_t)(end - p) + 4;
         c->upgraded = 1;
-        start_sending(c);
+        if (c->lg->fanout) {
+            static const char join[] = "{\"type\":\"join\",\"room\":\"bench\"}";
+            send_text(c, join, sizeof join - 1);
+        } else {
+            start_sending(c);
+        }
     }
     for (;;) {
         sb__frame_t f;
         int h = sb__frame_header_parse(p + off, n - off, &f);
         if (h <= 0 || n - off - (size_t)h < f.len)
             break;
-        if (f.opcode == SB_OP_BINARY || f.opcode == SB_OP_TEXT)
+        if (c->lg->fanout && f.opcode == SB_OP_TEXT)
+            fanout_message(c, p + off + h, (size_t)f.len);
+        else if (f.opcode == SB_OP_BINARY || f.opcode == SB_OP_TEXT)
             on_message(c, p + off + h, (size_t)f.len);
         off += (size_t)h + (size_t)f.len;
     }
@@ -237,9 +324,10 @@ static void on_done(uv_timer_t *t)
 {
     lg_t *lg = t->data;
     double secs = (double)(uv_hrtime() - lg->started_ns) / 1e9;
-    printf("echo conns=%d inflight=%d size=%zu seconds=%.2f roundtrips=%llu rate=%.0f/s "
+    printf("%s conns=%d inflight=%d size=%zu seconds=%.2f %s=%llu rate=%.0f/s "
            "p50=%.1fus p99=%.1fus failed=%d\n",
-           lg->conns, lg->inflight, lg->size, secs, (unsigned long long)lg->roundtrips,
+           lg->fanout ? "fanout" : "echo", lg->conns, lg->inflight, lg->size, secs,
+           lg->fanout ? "deliveries" : "roundtrips", (unsigned long long)lg->roundtrips,
            (double)lg->roundtrips / secs, percentile(lg, 0.50), percentile(lg, 0.99),
            lg->failed);
     exit(0);
@@ -254,11 +342,14 @@ int main(int argc, char **argv)
         {"conns", 1, NULL, 'c'}, {"inflight", 1, NULL, 'i'}, {"size", 1, NULL, 's'},
         {"seconds", 1, NULL, 't'}, {NULL, 0, NULL, 0},
     };
-    if (argc < 2 || strcmp(argv[1], "echo") != 0) {
-        fprintf(stderr, "usage: loadgen echo [--host H] [--port N] [--path P] [--conns C] "
-                        "[--inflight P] [--size S] [--seconds T]\n");
+    if (argc < 2 || (strcmp(argv[1], "echo") != 0 && strcmp(argv[1], "fanout") != 0)) {
+        fprintf(stderr, "usage: loadgen echo|fanout [--host H] [--port N] [--path P] "
+                        "[--conns C] [--inflight P] [--size S] [--seconds T]\n");
         return 2;
     }
+    lg.fanout = strcmp(argv[1], "fanout") == 0;
+    if (lg.fanout)
+        lg.path = "/ws";
     optind = 2;
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -275,6 +366,7 @@ int main(int argc, char **argv)
     }
     lg.loop = uv_default_loop();
     lg.clients = calloc((size_t)lg.conns, sizeof *lg.clients);
+    lg.publisher = &lg.clients[0];
     struct sockaddr_in addr;
     uv_ip4_addr(lg.host, lg.port, &addr);
     for (int i = 0; i < lg.conns; i++) {
@@ -287,6 +379,7 @@ int main(int argc, char **argv)
     }
     uv_timer_init(lg.loop, &lg.timer);
     lg.timer.data = &lg;
-    uv_timer_start(&lg.timer, on_done, (uint64_t)lg.seconds * 1000, 0);
+    /* fanout restarts it once every client has joined */
+    uv_timer_start(&lg.timer, on_done, (uint64_t)lg.seconds * 1000 * (lg.fanout ? 4 : 1), 0);
     return uv_run(lg.loop, UV_RUN_DEFAULT);
 }

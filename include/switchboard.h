@@ -282,8 +282,10 @@ size_t sb_conn_queued_bytes(const sb_conn_t *conn);
 /* ---- thread-safe entry points ------------------------------------------ */
 
 /* Runs fn(arg) on the server's loop thread, soon. Safe from any thread (not
- * from a signal handler). Returns 0, SB_ENOMEM, or SB_ECLOSED when the server
- * is stopping (fn is then not called: free arg yourself). */
+ * from a signal handler). Returns 0, SB_ENOMEM, or SB_ECLOSED once the server
+ * has stopped (fn is then not called: free arg yourself). Everything posted
+ * before the stop runs before sb_server_run returns; posts to a server that
+ * is freed without ever running are dropped without running. */
 int sb_server_post(sb_server_t *srv, void (*fn)(void *arg), void *arg);
 
 /* ---- metrics ----------------------------------------------------------- */
@@ -313,7 +315,7 @@ typedef struct sb_hub_config_s {
     uint64_t pong_timeout_ms;     /* default 60 s */
     uint64_t write_timeout_ms;    /* default 10 s */
     size_t max_message_size;      /* default 512 KiB */
-    uint64_t cleanup_interval_ms; /* empty rooms, history retention, rates; default 30 s */
+    uint64_t cleanup_interval_ms; /* how often history retention runs; default 30 s */
     /* history */
     const char *history_path;     /* SQLite file; NULL: history in memory only */
     size_t history_cache;         /* recent messages per room kept in memory; default 100 */
@@ -351,9 +353,13 @@ void sb_hub_free(sb_hub_t *hub);
 int sb_hub_route(sb_hub_t *hub, const char *path, const sb_hub_handlers_t *h);
 
 /* Registers a connection opened by a route of your own (hub routes do this
- * themselves). Returns 0, SB_EEXIST or SB_ENOMEM. */
+ * themselves). Such a connection must be unregistered in that route's
+ * on_close: the hub keeps a pointer to it until then. Returns 0, SB_EEXIST or
+ * SB_ENOMEM. */
 int sb_hub_register(sb_hub_t *hub, sb_conn_t *conn);
-/* Leaves every room and forgets the connection. Idempotent. */
+/* Leaves every room and forgets the connection. Idempotent. A hub route's
+ * connection unregistered this way gets no more hub on_message or on_close
+ * callbacks. */
 void sb_hub_unregister(sb_hub_t *hub, sb_conn_t *conn);
 
 /* Sets who a registered connection belongs to (a user may have many
@@ -411,7 +417,8 @@ int sb_hub_room_remove(sb_hub_t *hub, const char *name);
 
 const char *sb_room_name(const sb_room_t *room);
 size_t sb_room_count(const sb_room_t *room); /* members */
-/* Join is idempotent; returns 0, SB_EINVAL (not registered) or SB_ENOMEM. */
+/* Join is idempotent; returns 0, SB_EINVAL (not registered), SB_ENOMEM, or
+ * SB_ELIMIT when the connection is already in 65,535 rooms. */
 int sb_room_join(sb_room_t *room, sb_conn_t *conn);
 /* Returns 0, or SB_EINVAL when not a member. */
 int sb_room_leave(sb_room_t *room, sb_conn_t *conn);
@@ -443,6 +450,9 @@ int sb_room_history(sb_room_t *room, uint64_t since, size_t limit,
                     void (*fn)(void *arg, uint64_t id, int64_t ts_ms, const char *json,
                                size_t len),
                     void *arg);
+
+/* Has a room of that name (existing or not) ever had a message stored? */
+int sb_hub_has_history(sb_hub_t *hub, const char *room);
 
 /* Room user data slot. */
 void *sb_room_get_data(const sb_room_t *room);

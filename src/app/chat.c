@@ -345,6 +345,11 @@ static void on_join(app_t *app, sb_conn_t *conn, json_t *msg)
         send_error(conn, "invalid_field", "nickname must be a string");
         return;
     }
+    json_t *since = json_object_get(msg, "since");
+    if (since && (!json_is_integer(since) || json_integer_value(since) < 0)) {
+        send_error(conn, "invalid_field", "since must be a message id (0 or more)");
+        return;
+    }
     /* Everything that can refuse the join is checked before anything
      * changes: a refused join neither takes the nickname nor creates the
      * room. */
@@ -380,7 +385,12 @@ static void on_join(app_t *app, sb_conn_t *conn, json_t *msg)
         if (!user_in_room_elsewhere(room, conn))
             room_broadcast_obj(room, NULL, presence(conn, "online"));
     }
-    send_history(conn, room, 0, app->history_on_join);
+    /* A rejoining client names the last id it saw: it gets exactly what it
+     * missed, and nothing can slip in between joining and reading. */
+    if (since)
+        send_history(conn, room, (uint64_t)json_integer_value(since), HISTORY_LIMIT_MAX);
+    else
+        send_history(conn, room, 0, app->history_on_join);
 }
 
 static void leave_room(app_t *app, sb_conn_t *conn, sb_room_t *room)
@@ -477,9 +487,18 @@ static void on_typing(app_t *app, sb_conn_t *conn, json_t *msg)
 
 static void on_history(app_t *app, sb_conn_t *conn, json_t *msg)
 {
-    sb_room_t *room = find_room(app, conn, msg);
-    if (!room)
+    /* Rooms live in memory and history on disk: after a restart, a room
+     * nobody has joined yet still has its history to read. */
+    const char *name = room_name(conn, msg);
+    if (!name)
         return;
+    sb_room_t *room = sb_hub_room(app->hub, name);
+    if (!room && !app->fixed_rooms && sb_hub_has_history(app->hub, name))
+        room = sb_hub_room_create(app->hub, name);
+    if (!room) {
+        send_error(conn, "room_not_found", "there is no room of that name");
+        return;
+    }
     json_t *since = json_object_get(msg, "since");
     json_t *limit = json_object_get(msg, "limit");
     if ((since && (!json_is_integer(since) || json_integer_value(since) < 0)) ||

@@ -42,6 +42,8 @@ static void usage(FILE *out)
             "                           another fails (default: rooms are created on join)\n"
             "  --history-size N         messages sent to a client when it joins (default 50)\n"
             "  --history-max N          messages kept per room (default 10000; 0 = all)\n"
+            "  --history-max-age DURATION  drop messages older than this (default: keep;\n"
+            "                           units ms, s, m, h, d)\n"
             "  --max-content BYTES      longest message content (default 4096)\n"
             "  --api-key KEY            require 'Authorization: Bearer KEY' on /api/*\n"
             "  -h, --help               show this help and exit\n"
@@ -88,6 +90,10 @@ static int parse_duration(const char *s, uint64_t *ms)
         v *= 1000;
     else if (strcmp(end, "m") == 0)
         v *= 60000;
+    else if (strcmp(end, "h") == 0)
+        v *= 3600000;
+    else if (strcmp(end, "d") == 0)
+        v *= 86400000;
     else
         return -1;
     if (v == 0)
@@ -153,7 +159,8 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
     enum { OPT_HOST = 256, OPT_PORT, OPT_LOG, OPT_NO_ECHO, OPT_MAX_MSG, OPT_PING, OPT_PONG,
-           OPT_WRITE, OPT_DATA, OPT_ROOMS, OPT_HIST, OPT_HIST_MAX, OPT_CONTENT, OPT_API_KEY };
+           OPT_WRITE, OPT_DATA, OPT_ROOMS, OPT_HIST, OPT_HIST_MAX, OPT_HIST_AGE, OPT_CONTENT,
+           OPT_API_KEY };
     static const struct option options[] = {
         {"host", required_argument, NULL, OPT_HOST},
         {"port", required_argument, NULL, OPT_PORT},
@@ -167,6 +174,7 @@ int main(int argc, char **argv)
         {"rooms", required_argument, NULL, OPT_ROOMS},
         {"history-size", required_argument, NULL, OPT_HIST},
         {"history-max", required_argument, NULL, OPT_HIST_MAX},
+        {"history-max-age", required_argument, NULL, OPT_HIST_AGE},
         {"max-content", required_argument, NULL, OPT_CONTENT},
         {"api-key", required_argument, NULL, OPT_API_KEY},
         {"help", no_argument, NULL, 'h'},
@@ -223,12 +231,15 @@ int main(int argc, char **argv)
             break;
         case OPT_PING:
         case OPT_PONG:
-        case OPT_WRITE: {
+        case OPT_WRITE:
+        case OPT_HIST_AGE: {
             uint64_t *field = opt == OPT_PING   ? &cfg.ping_interval_ms
                               : opt == OPT_PONG ? &cfg.pong_timeout_ms
-                                                : &cfg.write_timeout_ms;
+                              : opt == OPT_WRITE ? &cfg.write_timeout_ms
+                                                 : &hub_cfg.history_max_age_ms;
             if (parse_duration(optarg, field))
-                return bad_usage("a duration looks like 500ms, 54s or 2m, not '%s'", optarg);
+                return bad_usage("a duration looks like 500ms, 54s, 2m, 1h or 7d, not '%s'",
+                                 optarg);
             break;
         }
         case OPT_DATA:

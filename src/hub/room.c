@@ -124,12 +124,16 @@ int sb_room_join(sb_room_t *room, sb_conn_t *conn)
     if (hc->nrooms == hc->rooms_cap) {
         if (hc->rooms_cap == UINT16_MAX)
             return SB_ELIMIT;
-        uint16_t cap = hc->rooms_cap ? (uint16_t)(hc->rooms_cap * 2) : 2;
+        /* The count is 16-bit: doubling 32768 must stop at the cap, not
+         * wrap to 0 (a realloc to nothing, then writes past it). */
+        uint32_t cap = hc->rooms_cap ? hc->rooms_cap * 2u : 2u;
+        if (cap > UINT16_MAX)
+            cap = UINT16_MAX;
         sb__member_t *m = realloc(hc->rooms, cap * sizeof *m);
         if (!m)
             return SB_ENOMEM;
         hc->rooms = m;
-        hc->rooms_cap = cap;
+        hc->rooms_cap = (uint16_t)cap;
     }
     if (room->n == room->cap) {
         uint32_t cap = room->cap ? room->cap * 2 : 8;
@@ -209,6 +213,11 @@ int sb_room_broadcast_json(sb_room_t *room, const sb_conn_t *except, const char 
 uint64_t sb_room_next_id(sb_room_t *room)
 {
     return sb__history_next_id(room->hub->history, room->name);
+}
+
+int sb_hub_has_history(sb_hub_t *hub, const char *room)
+{
+    return sb__history_next_id(hub->history, room) > 1;
 }
 
 int64_t sb_room_history_append(sb_room_t *room, int64_t ts_ms, const char *json, size_t len)

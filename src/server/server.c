@@ -76,10 +76,10 @@ void sb_server_free(sb_server_t *srv)
         uv_close((uv_handle_t *)&srv->post_async, noop_close);
         uv_run(&srv->loop, UV_RUN_DEFAULT);
     }
-    /* Posts that never ran: their owners expected fn to free arg. */
+    /* Posts to a server that never ran: what they refer to may be gone
+     * already, so they are dropped without running (see sb_server_post). */
     for (sb__post_t *p = srv->posts, *next; p; p = next) {
         next = p->next;
-        p->fn(p->arg);
         free(p);
     }
     uv_mutex_destroy(&srv->post_lock);
@@ -287,11 +287,12 @@ static void close_server_handles(sb_server_t *srv)
     uv_close((uv_handle_t *)&srv->sweep, NULL);
     uv_close((uv_handle_t *)&srv->stop_timer, NULL);
     uv_close((uv_handle_t *)&srv->stop_async, NULL);
-    /* Run what was posted before the stop, then refuse more. */
-    on_post(&srv->post_async);
+    /* Refuse more posts, then run what was accepted: in this order, nothing
+     * accepted is left for after the embedder freed what it refers to. */
     uv_mutex_lock(&srv->post_lock);
     srv->posts_closed = 1;
     uv_mutex_unlock(&srv->post_lock);
+    on_post(&srv->post_async);
     uv_close((uv_handle_t *)&srv->post_async, NULL);
 }
 

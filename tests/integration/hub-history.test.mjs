@@ -74,18 +74,21 @@ describe('history on one server', () => {
     }
   });
 
-  test('history beyond the in-memory cache (150 messages) is complete and in order', async () => {
+  test('history beyond the in-memory cache is complete and in order; limit is capped at 500', async () => {
     const a = await HubClient.connect(server, { label: 'bulk' });
     try {
       await a.join('bulk');
-      const sent = await sendAll(a, 'bulk', Array.from({ length: 150 }, (_, i) => `b${i + 1}`));
-      assert.deepEqual(ids(sent), Array.from({ length: 150 }, (_, i) => i + 1));
-      const h = await a.request({ type: 'history', room: 'bulk', since: 5, limit: 500 }, 'history');
-      assert.deepEqual(h.messages, sent.slice(5));
-      const h2 = await a.request({ type: 'history', room: 'bulk', since: 0, limit: 140 }, 'history');
-      assert.deepEqual(h2.messages, sent.slice(10));
-      const h3 = await a.request({ type: 'history', room: 'bulk', since: 20, limit: 3 }, 'history');
-      assert.deepEqual(h3.messages, sent.slice(20, 23));
+      const N = 520;
+      const sent = await sendAll(a, 'bulk', Array.from({ length: N }, (_, i) => `b${i + 1}`));
+      assert.deepEqual(ids(sent), Array.from({ length: N }, (_, i) => i + 1));
+      const ask = async (q) => (await a.request({ type: 'history', room: 'bulk', ...q }, 'history')).messages;
+      assert.deepEqual(await ask({ since: 5, limit: 200 }), sent.slice(5, 205));
+      assert.deepEqual(await ask({ since: 0, limit: 140 }), sent.slice(N - 140));
+      assert.deepEqual(await ask({ since: 20, limit: 3 }), sent.slice(20, 23));
+      assert.deepEqual(await ask({ since: 510, limit: 500 }), sent.slice(510));
+      // At most 500 at a time: the oldest 500 after since, or the last 500.
+      assert.deepEqual(await ask({ since: 5, limit: 1000 }), sent.slice(5, 505));
+      assert.deepEqual(await ask({ limit: 100000 }), sent.slice(N - 500));
     } finally {
       await a.close();
     }
@@ -128,6 +131,27 @@ describe('history on one server', () => {
       await closeAll([a, b]);
     }
   });
+  test('join with since answers with exactly the messages after that id, in one step', async () => {
+    const room = 'since-join';
+    const a = await HubClient.connect(server, { label: 'writer' });
+    try {
+      await a.join(room, 'writer');
+      const sent = await sendAll(a, room, ['s1', 's2', 's3', 's4', 's5']);
+      const b = await HubClient.connect(server, { label: 'rejoiner' });
+      try {
+        b.send({ type: 'join', room, nickname: 'rejoiner', since: sent[1].id });
+        const h = await b.next('history', { room });
+        assert.deepEqual(h.messages, sent.slice(2), 'the messages after since, oldest first');
+        const bad = await b.request({ type: 'join', room, since: -1 }, 'error');
+        assert.equal(bad.code, 'invalid_field');
+        await b.sync();
+      } finally {
+        await closeAll([b]);
+      }
+    } finally {
+      await closeAll([a]);
+    }
+  });
 });
 
 describe('persistence', () => {
@@ -146,6 +170,9 @@ describe('persistence', () => {
       server = await startHub([], { dataDir: dir.dir });
       try {
         a = await HubClient.connect(server, { label: 'after' });
+        // A room nobody has joined since the restart still answers history.
+        const early = await a.request({ type: 'history', room: 'other' }, 'history');
+        assert.deepEqual(early.messages, other, 'history of a room not yet joined');
         const { history } = await a.join('keep');
         assert.deepEqual(history.messages, sent, 'the history survived the restart');
         const [next] = await sendAll(a, 'keep', ['k6']);
@@ -177,22 +204,26 @@ describe('persistence', () => {
   test('after kill -9, every message a client received is in the history', async () => {
     const dir = tempDir();
     try {
-      const K = 60;
+      const K = 100;
       const server = await startHub([], { dataDir: dir.dir });
       const a = await HubClient.connect(server, { label: 'receiver' });
       const w = await HubClient.connect(server, { label: 'writer' });
       await a.join('crash');
       await w.join('crash');
-      // Many messages in flight at once, so they are stored in batches.
-      for (let i = 0; i < K; i++) {
+      // Twice as many as we wait for: the kill comes with messages in
+      // flight, stored in batches.
+      for (let i = 0; i < 2 * K; i++) {
         w.send({ type: 'message', room: 'crash', content: `c${i}`, data: { i } });
       }
-      const received = [];
-      for (let i = 0; i < K; i++) received.push(await a.next('message', { room: 'crash' }));
+      for (let i = 0; i < K; i++) await a.next('message', { room: 'crash' });
       server.proc.kill('SIGKILL');
       const { signal } = await server.exited;
       assert.equal(signal, 'SIGKILL');
       await Promise.all([a.closed, w.closed]);
+      // Whatever reached the client before the socket died was sent, so it
+      // had been stored: all of it must be there, not only the first K.
+      const received = a.received.filter((m) => m.type === 'message');
+      assert.ok(received.length >= K);
 
       const again = await start(['--data-dir', dir.dir]);
       try {

@@ -241,7 +241,9 @@ describe('seed 003: fixed rooms, broadcast-except, presence, send-to-user', () =
   });
 
   test('SendToUser: direct reaches the user, GetConnectionCount and UserCount in /stats', async () => {
-    const [x, y] = await connectMany(server, 2, 'dm');
+    // token := c.Query("token"): a query string on /ws is no obstacle.
+    const x = await HubClient.connect(server, { path: '/ws?token=abc', label: 'dm1' });
+    const y = await HubClient.connect(server, { label: 'dm2' });
     try {
       x.send({ type: 'direct', to: y.id, message: 'You have a new message' });
       assert.equal((await y.next('direct')).content, 'You have a new message');

@@ -77,10 +77,11 @@ static struct {
     size_t nopened;
     close_rec_t closes[MAX_CLOSES];
     size_t ncloses;
-    size_t nmsgs;             /* on_message calls */
-    msg_hook_t on_msg;        /* what a test does with a message, or NULL */
-    int in_callback;          /* depth of test callbacks running */
-    int results[MAX_RESULTS]; /* return values recorded by callbacks */
+    size_t nmsgs;                           /* on_message calls */
+    msg_hook_t on_msg;                      /* what a test does with a message, or NULL */
+    void (*on_close_hook)(sb_conn_t *conn); /* what a test does in on_close, or NULL */
+    int in_callback;                        /* depth of test callbacks running */
+    int results[MAX_RESULTS];               /* return values recorded by callbacks */
     size_t nresults;
     unsigned markers;
 } fx;
@@ -122,6 +123,8 @@ static inline void h_close(sb_hub_t *hub, sb_conn_t *conn, int code, void *data)
         r->rooms = sb_conn_rooms(conn, NULL, 0);
     }
     fx.ncloses++;
+    if (fx.on_close_hook)
+        fx.on_close_hook(conn);
     for (size_t i = 0; i < fx.ncl; i++)
         if (fx.cl[i].conn == conn)
             fx.cl[i].conn = NULL;
@@ -363,16 +366,20 @@ static inline void client_say(size_t ci, const char *text)
     WAIT_UNTIL(fx.nmsgs > before);
 }
 
-/* Connects a client (rcvbuf: its SO_RCVBUF, 0 for the default), completes
- * the handshake and returns its index; its connection is fx.cl[i].conn. */
-static inline size_t connect_client_rcvbuf(int rcvbuf)
+/* Connects a client to path (rcvbuf: its SO_RCVBUF, 0 for the default),
+ * completes the handshake and returns its index; its connection is
+ * fx.cl[i].conn. */
+static inline size_t connect_client_to(const char *path, int rcvbuf)
 {
-    static const char handshake[] = "GET /ws HTTP/1.1\r\n"
-                                    "Host: 127.0.0.1\r\n"
-                                    "Upgrade: websocket\r\n"
-                                    "Connection: Upgrade\r\n"
-                                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                                    "Sec-WebSocket-Version: 13\r\n\r\n";
+    char handshake[256];
+    int hs_len = snprintf(handshake, sizeof handshake,
+                          "GET %s HTTP/1.1\r\n"
+                          "Host: 127.0.0.1\r\n"
+                          "Upgrade: websocket\r\n"
+                          "Connection: Upgrade\r\n"
+                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                          "Sec-WebSocket-Version: 13\r\n\r\n",
+                          path);
     cr_assert_lt(fx.ncl, MAX_CLIENTS);
     client_t *c = &fx.cl[fx.ncl];
     memset(c, 0, sizeof *c);
@@ -386,7 +393,7 @@ static inline size_t connect_client_rcvbuf(int rcvbuf)
                  strerror(errno));
     fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
     size_t ci = fx.ncl++;
-    send_all(c->fd, (const uint8_t *)handshake, sizeof handshake - 1);
+    send_all(c->fd, (const uint8_t *)handshake, (size_t)hs_len);
 
     size_t before = fx.nopened;
     WAIT_UNTIL(fx.nopened > before);
@@ -411,9 +418,14 @@ static inline size_t connect_client_rcvbuf(int rcvbuf)
     return ci;
 }
 
+static inline size_t connect_client_rcvbuf(int rcvbuf)
+{
+    return connect_client_to("/ws", rcvbuf);
+}
+
 static inline size_t connect_client(void)
 {
-    return connect_client_rcvbuf(0);
+    return connect_client_to("/ws", 0);
 }
 
 static inline void connect_clients(size_t n)

@@ -36,6 +36,7 @@ static void expect_user(const char *user, sb_conn_t *const *want, size_t n)
 #define EXPECT_USER(user, ...)                                                                     \
     expect_user((user), (sb_conn_t *const[]){__VA_ARGS__},                                         \
                 sizeof((sb_conn_t *const[]){__VA_ARGS__}) / sizeof(sb_conn_t *))
+#define EXPECT_NO_USER(user) expect_user((user), NULL, 0)
 
 /* The message at the head of each listed client's queue is one and the same
  * (encoded once), held by n queues. */
@@ -107,7 +108,7 @@ Test(hub_registry, identify_groups_connections_by_user)
     cr_assert_eq(sb_hub_user_count(fx.hub), 2, "unique users");
     EXPECT_USER("alice", c0, c1, c2);
     EXPECT_USER("bob", c3);
-    EXPECT_USER(c0_id); /* its provisional identity is gone */
+    EXPECT_NO_USER(c0_id); /* its provisional identity is gone */
     sb_conn_t *one[1] = {0};
     cr_assert_eq(sb_hub_user_conns(fx.hub, "alice", one, 1), 3, "the total, at most max filled");
     cr_assert(one[0] == c0 || one[0] == c1 || one[0] == c2);
@@ -146,7 +147,7 @@ Test(hub_registry, reidentifying_moves_a_connection_and_empty_users_vanish)
 
     cr_assert_eq(sb_hub_identify(fx.hub, c0, "carol", NULL), 0);
     cr_assert_eq(sb_hub_identify(fx.hub, c2, "carol", NULL), 0);
-    EXPECT_USER("alice");
+    EXPECT_NO_USER("alice");
     EXPECT_USER("carol", c0, c2);
     cr_assert_eq(sb_hub_user_count(fx.hub), 2, "alice left with her last connection");
     cr_assert_eq(sb_hub_send_user(fx.hub, "alice", SB_OP_TEXT, "x", 1), 0);
@@ -156,7 +157,7 @@ Test(hub_registry, reidentifying_moves_a_connection_and_empty_users_vanish)
     EXPECT_USER("bob", c1);
     cr_assert_eq(sb_hub_user_count(fx.hub), 2);
     close_client(1);
-    EXPECT_USER("bob");
+    EXPECT_NO_USER("bob");
     cr_assert_eq(sb_hub_user_count(fx.hub), 1);
     EXPECT_USER("carol", c0, c2);
     cr_assert_eq(sb_hub_conn_count(fx.hub), 2);
@@ -182,7 +183,7 @@ Test(hub_registry, close_unregisters_after_on_close)
     cr_assert_null(sb_hub_conn(fx.hub, fx.cl[1].id));
     cr_assert_eq(sb_hub_conn_count(fx.hub), 2);
     cr_assert_eq(sb_hub_user_count(fx.hub), 2);
-    EXPECT_USER("dave");
+    EXPECT_NO_USER("dave");
     cr_assert_eq(sb_room_count(r), 2);
     cr_assert_eq(sb_room_count(s), 0);
     cr_assert_eq(sb_hub_broadcast(fx.hub, SB_OP_TEXT, "left", 4), 2);
@@ -222,7 +223,7 @@ Test(hub_registry, register_and_unregister_by_hand)
     cr_assert_eq(sb_conn_rooms(c0, NULL, 0), 0);
     cr_assert_eq(sb_room_count(r), 0);
     cr_assert_eq(sb_hub_user_count(fx.hub), 1);
-    EXPECT_USER("erin");
+    EXPECT_NO_USER("erin");
     sb_hub_unregister(fx.hub, c0); /* idempotent */
     cr_assert_eq(sb_hub_conn_count(fx.hub), 1);
     cr_assert_eq(sb_hub_identify(fx.hub, c0, "erin", NULL), SB_EINVAL);
@@ -237,6 +238,144 @@ Test(hub_registry, register_and_unregister_by_hand)
     cr_assert_eq(sb_hub_broadcast(fx.hub, SB_OP_TEXT, "both", 4), 2);
     EXPECT(0, "both");
     EXPECT(1, "both");
+}
+
+/* A WebSocket route of the embedder's own, whose connections join the hub
+ * by hand. */
+static void raw_open(sb_conn_t *conn, void *data)
+{
+    (void)data;
+    record(sb_hub_register(fx.hub, conn));
+    h_open(fx.hub, conn, NULL);
+}
+
+static void raw_close(sb_conn_t *conn, int code, const char *reason, size_t len, void *data)
+{
+    (void)reason;
+    (void)len;
+    (void)data;
+    h_close(fx.hub, conn, code, NULL);
+    sb_hub_unregister(fx.hub, conn);
+}
+
+Test(hub_registry, connections_of_a_route_of_ones_own)
+{
+    fx_start();
+    sb_ws_handlers_t raw = {.on_open = raw_open, .on_close = raw_close};
+    cr_assert_eq(sb_server_route_ws(fx.srv, "/raw", &raw), 0);
+    connect_client();
+    connect_client_to("/raw", 0);
+    cr_assert_eq(fx.nresults, 1);
+    cr_assert_eq(fx.results[0], 0, "sb_hub_register");
+    cr_assert_eq(sb_hub_conn_count(fx.hub), 2);
+    cr_assert_eq(sb_hub_conn(fx.hub, fx.cl[1].id), conn_of(1));
+    sb_room_t *r = sb_hub_room_create(fx.hub, "r");
+    sb_room_join(r, conn_of(0));
+    sb_room_join(r, conn_of(1));
+    cr_assert_eq(sb_hub_broadcast(fx.hub, SB_OP_TEXT, "everyone", 8), 2);
+    EXPECT(0, "everyone");
+    EXPECT(1, "everyone");
+
+    close_client(1);
+    cr_assert(close_of(1)->registered);
+    cr_assert_eq(sb_hub_conn_count(fx.hub), 1);
+    cr_assert_null(sb_hub_conn(fx.hub, fx.cl[1].id));
+    cr_assert_eq(sb_room_count(r), 1);
+    cr_assert_eq(sb_room_broadcast(r, NULL, SB_OP_TEXT, "one", 3), 1);
+    EXPECT(0, "one");
+}
+
+/* The registry keeps dense arrays (all connections; each user's connections)
+ * with swap-removal. Connections change users and close at the front, the
+ * back and the middle of those arrays; after every step every view agrees
+ * with the model, including the indexes the arrays rely on. */
+#define REG_CONNS 16
+#define REG_USERS 4
+
+typedef struct {
+    int user[REG_CONNS]; /* -1: still its own user (its connection id) */
+    int live[REG_CONNS];
+} reg_model_t;
+
+static void check_registry(const reg_model_t *m, const char *when)
+{
+    size_t live = 0, own = 0;
+    for (size_t i = 0; i < REG_CONNS; i++) {
+        if (!m->live[i]) {
+            cr_assert_null(sb_hub_conn(fx.hub, fx.cl[i].id), "%s: closed %zu found", when, i);
+            continue;
+        }
+        live++;
+        own += m->user[i] < 0;
+        sb_conn_t *c = conn_of(i);
+        cr_assert_eq(sb_hub_conn(fx.hub, fx.cl[i].id), c, "%s", when);
+        char want[24];
+        snprintf(want, sizeof want, "u%d", m->user[i]);
+        cr_assert_str_eq(sb_conn_user_id(c), m->user[i] < 0 ? fx.cl[i].id : want, "%s", when);
+        /* Internals: both indexes point back at the connection. */
+        const sb__hconn_t *hc = sb__hconn(c);
+        cr_assert_eq(fx.hub->all[hc->all_index], hc, "%s: client %zu: stale all_index", when, i);
+        cr_assert_eq(hc->user->conns[hc->user_index], hc, "%s: client %zu: stale user_index", when,
+                     i);
+        if (m->user[i] < 0)
+            EXPECT_USER(fx.cl[i].id, c);
+    }
+    size_t users = own;
+    for (int u = 0; u < REG_USERS; u++) {
+        char name[8];
+        snprintf(name, sizeof name, "u%d", u);
+        sb_conn_t *want[REG_CONNS];
+        size_t n = 0;
+        for (size_t i = 0; i < REG_CONNS; i++)
+            if (m->live[i] && m->user[i] == u)
+                want[n++] = conn_of(i);
+        expect_user(name, want, n);
+        users += n > 0;
+    }
+    cr_assert_eq(sb_hub_conn_count(fx.hub), live, "%s", when);
+    cr_assert_eq(sb_hub_user_count(fx.hub), users, "%s", when);
+}
+
+Test(hub_registry, swap_removal_keeps_connections_and_users_consistent)
+{
+    fx_start();
+    connect_clients(REG_CONNS);
+    reg_model_t m;
+    for (size_t i = 0; i < REG_CONNS; i++) {
+        m.user[i] = -1;
+        m.live[i] = 1;
+    }
+    check_registry(&m, "opened");
+    uint32_t seed = 777;
+    int closes = 0;
+    for (int op = 0; op < 600; op++) {
+        seed = seed * 1103515245u + 12345u;
+        size_t i = (seed >> 8) % REG_CONNS;
+        int u = (int)((seed >> 20) % REG_USERS);
+        if (m.live[i]) {
+            char name[8];
+            snprintf(name, sizeof name, "u%d", u);
+            cr_assert_eq(sb_hub_identify(fx.hub, conn_of(i), name, NULL), 0);
+            m.user[i] = u;
+        }
+        if (op % 60 == 59 && closes < 9) {
+            /* The first, the last, then a middle one of the hub's array. */
+            uint32_t n = fx.hub->nall;
+            uint32_t pos = closes % 3 == 0 ? 0 : closes % 3 == 1 ? n - 1 : n / 2;
+            size_t victim = 0;
+            while (fx.cl[victim].conn != fx.hub->all[pos]->conn)
+                victim++;
+            close_client(victim);
+            m.live[victim] = 0;
+            closes++;
+            size_t left = (size_t)(REG_CONNS - closes);
+            cr_assert_eq(sb_hub_broadcast(fx.hub, SB_OP_TEXT, "tick", 4), (int)left);
+            for (size_t k = 0; k < REG_CONNS; k++)
+                if (m.live[k])
+                    EXPECT(k, "tick");
+        }
+        check_registry(&m, "churn");
+    }
 }
 
 /* ---- fan-out ------------------------------------------------------------ */
@@ -439,6 +578,66 @@ Test(hub_closing, a_connection_closing_in_a_callback_is_skipped)
     cr_assert_eq(sb_room_count(sb_hub_room(fx.hub, "r")), 2);
     EXPECT(0, "after-kick");
     EXPECT(1, "after-kick");
+}
+
+/* What apps do in on_close: tell each of the connection's rooms it left.
+ * The connection itself is closed by then, so it is not reached. */
+static void say_goodbye_to_rooms(sb_conn_t *conn)
+{
+    sb_room_t *rooms[8];
+    size_t n = sb_conn_rooms(conn, rooms, COUNT(rooms));
+    for (size_t k = 0; k < n && k < COUNT(rooms); k++) {
+        char text[80];
+        snprintf(text, sizeof text, "left %s", sb_room_name(rooms[k]));
+        record(sb_room_broadcast(rooms[k], NULL, SB_OP_TEXT, text, strlen(text)));
+    }
+}
+
+/* ... or removes them. */
+static void remove_own_rooms(sb_conn_t *conn)
+{
+    sb_room_t *rooms[8];
+    size_t n = sb_conn_rooms(conn, rooms, COUNT(rooms));
+    char names[8][80];
+    for (size_t k = 0; k < n && k < COUNT(rooms); k++)
+        snprintf(names[k], sizeof names[k], "%s", sb_room_name(rooms[k]));
+    for (size_t k = 0; k < n && k < COUNT(rooms); k++)
+        record(sb_hub_room_remove(fx.hub, names[k]));
+}
+
+Test(hub_closing, on_close_may_fan_out_to_and_remove_its_rooms)
+{
+    fx_start();
+    connect_clients(4);
+    sb_room_t *r = sb_hub_room_create(fx.hub, "r");
+    sb_room_t *s = sb_hub_room_create(fx.hub, "s");
+    for (size_t i = 0; i < 3; i++)
+        sb_room_join(r, conn_of(i));
+    sb_room_join(s, conn_of(2));
+    sb_room_join(s, conn_of(0));
+
+    fx.on_close_hook = say_goodbye_to_rooms;
+    close_client(2);
+    cr_assert_eq(fx.nresults, 2);
+    cr_assert_eq(fx.results[0], 2, "r: the closed connection is not reached");
+    cr_assert_eq(fx.results[1], 1, "s");
+    cr_assert_eq(sb_room_count(r), 2);
+    cr_assert_eq(sb_room_count(s), 1);
+    EXPECT(0, "left r", "left s");
+    EXPECT(1, "left r");
+    EXPECT_NONE(3);
+
+    fx.on_close_hook = remove_own_rooms;
+    fx.nresults = 0;
+    sb_room_join(s, conn_of(1));
+    close_client(0);
+    cr_assert_eq(fx.nresults, 2);
+    cr_assert_eq(fx.results[0], 0);
+    cr_assert_eq(fx.results[1], 0);
+    cr_assert_null(sb_hub_room(fx.hub, "r"));
+    cr_assert_null(sb_hub_room(fx.hub, "s"));
+    cr_assert_eq(sb_conn_rooms(conn_of(1), NULL, 0), 0);
+    cr_assert_eq(sb_hub_conn_count(fx.hub), 2);
 }
 
 /* ---- from another thread ------------------------------------------------ */

@@ -276,6 +276,18 @@ static void model_leave(model_t *m, size_t i, size_t r)
     m->in[i][r] = 0;
 }
 
+/* The member at position pos of the room's array leaves. */
+static void model_leave_at(model_t *m, size_t r, size_t pos)
+{
+    sb_conn_t *members[CHURN_CONNS];
+    size_t n = sb_room_members(m->room[r], members, COUNT(members));
+    cr_assert_lt(pos, n);
+    size_t i = 0;
+    while (fx.cl[i].conn != members[pos])
+        i++;
+    model_leave(m, i, r);
+}
+
 Test(room_members, swap_removal_keeps_every_view_consistent)
 {
     fx_start();
@@ -294,20 +306,9 @@ Test(room_members, swap_removal_keeps_every_view_consistent)
             model_join(&m, r % 2 ? CHURN_CONNS - 1 - k : (k * 7 + r) % CHURN_CONNS, r);
     check_model(&m, "all joined");
     for (size_t k = 0; k < CHURN_CONNS; k++) {
-        sb_conn_t *members[CHURN_CONNS];
-        size_t n;
-        n = sb_room_members(m.room[0], members, COUNT(members));
-        for (size_t i = 0; i < CHURN_CONNS; i++)
-            if (fx.cl[i].conn == members[0])
-                model_leave(&m, i, 0);
-        n = sb_room_members(m.room[1], members, COUNT(members));
-        for (size_t i = 0; i < CHURN_CONNS; i++)
-            if (fx.cl[i].conn == members[n - 1])
-                model_leave(&m, i, 1);
-        n = sb_room_members(m.room[2], members, COUNT(members));
-        for (size_t i = 0; i < CHURN_CONNS; i++)
-            if (fx.cl[i].conn == members[n / 2])
-                model_leave(&m, i, 2);
+        model_leave_at(&m, 0, 0);
+        model_leave_at(&m, 1, CHURN_CONNS - 1 - k);
+        model_leave_at(&m, 2, (CHURN_CONNS - k) / 2);
         check_model(&m, "draining r0 (first), r1 (last), r2 (middle)");
     }
     cr_assert_eq(sb_room_count(m.room[0]) + sb_room_count(m.room[1]) + sb_room_count(m.room[2]), 0);
@@ -623,4 +624,81 @@ Test(room_history, ids_per_room_and_reading_back)
     h = read_history(b, 0, 10);
     EXPECT_IDS(&h, 1, 2);
     cr_assert_eq(read_history(sb_hub_room_create(fx.hub, "c"), 0, 10).n, 0);
+
+    /* Ids are never reused: a room removed and made again goes on. */
+    cr_assert_eq(sb_hub_room_remove(fx.hub, "b"), 0);
+    b = sb_hub_room_create(fx.hub, "b");
+    cr_assert_eq(sb_room_next_id(b), 3);
+    h = read_history(b, 0, 10);
+    EXPECT_IDS(&h, 1, 2);
+}
+
+/* ---- limits ------------------------------------------------------------- */
+
+/* Puts the connection (in no room yet) in n new rooms "d0".."d<n-1>" as n
+ * sb_room_join calls would leave it, list capacity included, but without
+ * their linear membership scans (32768 real joins take seconds under ASan).
+ * The real code paths take over from there: join, leave, and the close. */
+static void join_many_directly(sb_conn_t *conn, uint16_t n)
+{
+    sb__hconn_t *hc = sb__hconn(conn);
+    cr_assert_eq(hc->nrooms, 0);
+    hc->rooms = realloc(hc->rooms, n * sizeof *hc->rooms);
+    cr_assert_not_null(hc->rooms);
+    hc->rooms_cap = n;
+    char name[16];
+    for (uint16_t k = 0; k < n; k++) {
+        snprintf(name, sizeof name, "d%u", k);
+        sb_room_t *room = sb_hub_room_create(fx.hub, name);
+        cr_assert_not_null(room);
+        room->members = malloc(8 * sizeof *room->members);
+        cr_assert_not_null(room->members);
+        room->cap = 8;
+        room->members[room->n++] = hc;
+        hc->rooms[hc->nrooms++] = (sb__member_t){room, 0};
+    }
+}
+
+/* A connection's list of rooms doubles as it grows, and its count is 16-bit:
+ * the doubling past 32768 must stop at 65535, not wrap to 0 (which freed the
+ * list and then wrote past it). */
+Test(room_members, a_connection_in_more_than_32768_rooms)
+{
+    fx_start();
+    connect_clients(2);
+    sb_conn_t *c = conn_of(0);
+    join_many_directly(c, 32768);
+    sb_room_t *extra = sb_hub_room_create(fx.hub, "extra");
+    cr_assert_eq(sb_room_join(extra, c), 0);
+    cr_assert_eq(sb_room_join(extra, conn_of(1)), 0);
+    cr_assert_eq(sb_conn_rooms(c, NULL, 0), 32769);
+    cr_assert(sb_room_has(extra, c));
+    cr_assert(sb_room_has(sb_hub_room(fx.hub, "d32767"), c));
+    cr_assert_eq(sb_room_leave(sb_hub_room(fx.hub, "d0"), c), 0);
+    cr_assert(!sb_room_has(sb_hub_room(fx.hub, "d0"), c));
+    cr_assert_eq(sb_room_join(sb_hub_room_create(fx.hub, "more"), c), 0);
+    cr_assert_eq(sb_conn_rooms(c, NULL, 0), 32769);
+    cr_assert_eq(sb_room_broadcast(extra, NULL, SB_OP_TEXT, "many", 4), 2);
+    EXPECT(0, "many");
+    close_client(0);
+    cr_assert_eq(sb_room_count(extra), 1);
+    cr_assert_eq(sb_room_count(sb_hub_room(fx.hub, "d32767")), 0);
+}
+
+/* The count is 16-bit: one room more than 65535 is refused. */
+Test(room_members, the_65536th_room_is_refused)
+{
+    fx_start();
+    connect_clients(1);
+    sb_conn_t *c = conn_of(0);
+    join_many_directly(c, UINT16_MAX);
+    sb_room_t *extra = sb_hub_room_create(fx.hub, "extra");
+    cr_assert_eq(sb_room_join(extra, c), SB_ELIMIT);
+    cr_assert(!sb_room_has(extra, c));
+    cr_assert_eq(sb_room_count(extra), 0);
+    cr_assert_eq(sb_conn_rooms(c, NULL, 0), UINT16_MAX);
+    cr_assert_eq(sb_room_leave(sb_hub_room(fx.hub, "d7"), c), 0);
+    cr_assert_eq(sb_room_join(extra, c), 0);
+    close_client(0);
+    cr_assert_eq(sb_room_count(extra), 0);
 }

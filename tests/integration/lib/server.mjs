@@ -73,7 +73,10 @@ function tailCollector(limit = 1024 * 1024) {
 // server is listening; rejects (with its stderr) when it exits first or says
 // nothing within timeoutMs.
 export async function start(args = [], { timeoutMs = 15000, env } = {}) {
-  const argv = ['--host', '127.0.0.1', '--port', '0', ...args];
+  // History stays in memory unless a test names a data directory: nothing is
+  // written into the source tree.
+  const data = args.includes('--data-dir') ? [] : ['--data-dir', ''];
+  const argv = ['--host', '127.0.0.1', '--port', '0', ...data, ...args];
   const proc = spawn(SB_BIN, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: serverEnv(env),
