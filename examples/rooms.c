@@ -45,8 +45,8 @@ static void error(sb_conn_t *conn, const char *text)
 
 static void broadcast_presence(sb_hub_t *hub, sb_conn_t *conn, const char *status)
 {
-    json_t *p = json_pack("{s:s, s:s, s:s}", "type", "presence", "user_id",
-                          sb_conn_user_id(conn), "status", status);
+    json_t *p = json_pack("{s:s, s:s, s:s}", "type", "presence", "user_id", sb_conn_user_id(conn),
+                          "status", status);
     char *s = json_dumps(p, JSON_COMPACT);
     json_decref(p);
     if (s)
@@ -108,8 +108,8 @@ static void on_message(sb_hub_t *hub, sb_conn_t *conn, int opcode, const void *m
                             sb_conn_user_id(conn), "message", payload, "room", room_name));
     } else if (strcmp(type, "typing") == 0 && room && sb_room_has(room, conn)) {
         room_json(room, conn,
-                  json_pack("{s:s, s:s, s:b}", "type", "typing", "user_id",
-                            sb_conn_user_id(conn), "typing", json_is_true(payload)));
+                  json_pack("{s:s, s:s, s:b}", "type", "typing", "user_id", sb_conn_user_id(conn),
+                            "typing", json_is_true(payload)));
     } else if (strcmp(type, "send_to_user") == 0) {
         const char *to = json_string_value(json_object_get(m, "user"));
         json_t *out = json_pack("{s:s, s:s, s:O?}", "type", "notification", "from",

@@ -27,20 +27,20 @@ extern "C" {
 enum {
     SB_OK = 0,
     /* would-block / state */
-    SB_EAGAIN = -1,     /* try again later */
-    SB_ECLOSED = -2,    /* the connection is closing or closed */
+    SB_EAGAIN = -1,  /* try again later */
+    SB_ECLOSED = -2, /* the connection is closing or closed */
     /* argument */
-    SB_EINVAL = -100,   /* invalid argument */
-    SB_EEXIST = -101,   /* already exists (route, ...) */
+    SB_EINVAL = -100, /* invalid argument */
+    SB_EEXIST = -101, /* already exists (route, ...) */
     /* resource */
-    SB_ENOMEM = -200,   /* out of memory */
-    SB_ELIMIT = -201,   /* a configured limit was hit (queue, size) */
-    SB_EIO = -202,      /* socket or loop error (see the log) */
-    SB_EADDR = -203,    /* cannot bind or listen on the address */
+    SB_ENOMEM = -200, /* out of memory */
+    SB_ELIMIT = -201, /* a configured limit was hit (queue, size) */
+    SB_EIO = -202,    /* socket or loop error (see the log) */
+    SB_EADDR = -203,  /* cannot bind or listen on the address */
     /* protocol */
-    SB_EPROTO = -300,   /* protocol violation (close 1002) */
-    SB_EUTF8 = -301,    /* invalid UTF-8 in a text message or close reason (close 1007) */
-    SB_ETOOBIG = -302,  /* message or frame over the configured maximum (close 1009) */
+    SB_EPROTO = -300,  /* protocol violation (close 1002) */
+    SB_EUTF8 = -301,   /* invalid UTF-8 in a text message or close reason (close 1007) */
+    SB_ETOOBIG = -302, /* message or frame over the configured maximum (close 1009) */
 };
 
 /* Returns a static, human-readable description of an SB_E* code. */
@@ -82,8 +82,8 @@ enum {
     SB_CLOSE_GOING_AWAY = 1001,
     SB_CLOSE_PROTOCOL_ERROR = 1002,
     SB_CLOSE_UNSUPPORTED = 1003,
-    SB_CLOSE_NO_STATUS = 1005,   /* never sent; reported when a close had no code */
-    SB_CLOSE_ABNORMAL = 1006,    /* never sent; reported when TCP closed without a close frame */
+    SB_CLOSE_NO_STATUS = 1005, /* never sent; reported when a close had no code */
+    SB_CLOSE_ABNORMAL = 1006,  /* never sent; reported when TCP closed without a close frame */
     SB_CLOSE_INVALID_DATA = 1007,
     SB_CLOSE_POLICY = 1008,
     SB_CLOSE_TOO_BIG = 1009,
@@ -97,24 +97,25 @@ typedef struct sb_conn_s sb_conn_t;
 typedef struct sb_request_s sb_request_t;
 
 typedef struct sb_server_config_s {
-    const char *host;            /* default "127.0.0.1" */
-    int port;                    /* default 8080; 0 picks a free port (see sb_server_port) */
-    size_t max_message_size;     /* largest WebSocket message accepted; default 512 KiB (1009 past it) */
-    size_t max_frame_size;       /* largest single frame; default = max_message_size */
-    size_t max_head_size;        /* largest HTTP request head; default 8 KiB (431 past it) */
-    size_t max_body_size;        /* largest HTTP request body; default 1 MiB (413 past it) */
-    size_t max_queued_bytes;     /* outbound bytes queued per connection before it counts as a
-                                    slow consumer and is closed with 1008; default 4 MiB */
-    uint64_t ping_interval_ms;   /* ping a connection silent for this long; default 54 s */
-    uint64_t pong_timeout_ms;    /* close a connection silent for this long; default 60 s */
-    uint64_t write_timeout_ms;   /* close a connection whose queued output makes no progress
-                                    for this long; default 10 s */
+    const char *host; /* default "127.0.0.1" */
+    int port;         /* default 8080; 0 picks a free port (see sb_server_port) */
+    size_t
+        max_message_size;  /* largest WebSocket message accepted; default 512 KiB (1009 past it) */
+    size_t max_frame_size; /* largest single frame; default = max_message_size */
+    size_t max_head_size;  /* largest HTTP request head; default 8 KiB (431 past it) */
+    size_t max_body_size;  /* largest HTTP request body; default 1 MiB (413 past it) */
+    size_t max_queued_bytes;       /* outbound bytes queued per connection before it counts as a
+                                      slow consumer and is closed with 1008; default 4 MiB */
+    uint64_t ping_interval_ms;     /* ping a connection silent for this long; default 54 s */
+    uint64_t pong_timeout_ms;      /* close a connection silent for this long; default 60 s */
+    uint64_t write_timeout_ms;     /* close a connection whose queued output makes no progress
+                                      for this long; default 10 s */
     uint64_t handshake_timeout_ms; /* an HTTP request head must arrive within this; default 10 s */
-    uint64_t idle_timeout_ms;    /* close keep-alive HTTP connections idle this long; default 60 s */
-    uint64_t close_timeout_ms;   /* wait this long for the peer's close reply; default 5 s */
-    uint64_t sweep_interval_ms;  /* how often the timeout sweep runs; default 1 s */
-    sb_log_level_t log_level;    /* default SB_LOG_INFO */
-    sb_log_fn log;               /* default NULL: logging off */
+    uint64_t idle_timeout_ms;   /* close keep-alive HTTP connections idle this long; default 60 s */
+    uint64_t close_timeout_ms;  /* wait this long for the peer's close reply; default 5 s */
+    uint64_t sweep_interval_ms; /* how often the timeout sweep runs; default 1 s */
+    sb_log_level_t log_level;   /* default SB_LOG_INFO */
+    sb_log_fn log;              /* default NULL: logging off */
     void *log_data;
 } sb_server_config_t;
 
@@ -175,15 +176,15 @@ enum {
 typedef void (*sb_http_handler_fn)(sb_request_t *req, void *data);
 
 /* Routes requests for path to handler. path is an exact path ("/health"), or
- * a prefix when it ends in an asterisk (as in "/static/" and an asterisk). methods is a mask of SB_METHOD_*;
- * other methods get 405 with an Allow header. Exact routes win over prefixes,
- * longer prefixes over shorter. Returns 0, SB_EEXIST or SB_ENOMEM. */
+ * a prefix when it ends in an asterisk (as in "/static/" and an asterisk). methods is a mask of
+ * SB_METHOD_*; other methods get 405 with an Allow header. Exact routes win over prefixes, longer
+ * prefixes over shorter. Returns 0, SB_EEXIST or SB_ENOMEM. */
 int sb_server_route(sb_server_t *srv, const char *path, unsigned methods,
                     sb_http_handler_fn handler, void *data);
 
 /* Request accessors; the strings point into the request and live until the
  * handler returns. */
-unsigned sb_request_method(const sb_request_t *req);  /* an SB_METHOD_* bit, 0 if other */
+unsigned sb_request_method(const sb_request_t *req); /* an SB_METHOD_* bit, 0 if other */
 const char *sb_request_method_name(const sb_request_t *req);
 /* The path without the query string, percent-decoding not applied. */
 const char *sb_request_path(const sb_request_t *req, size_t *len);
@@ -203,8 +204,8 @@ void sb_request_set_user_data(sb_request_t *req, void *data);
  * "\r\n" ("Cache-Control: no-cache\r\n"). Content-Length, Date, Server and
  * Connection are added. For HEAD requests the body is not sent. Returns 0 or
  * SB_EINVAL when already answered. */
-int sb_request_respond(sb_request_t *req, int status, const char *content_type,
-                       const char *headers, const void *body, size_t len);
+int sb_request_respond(sb_request_t *req, int status, const char *content_type, const char *headers,
+                       const void *body, size_t len);
 
 /* ---- WebSocket routes ------------------------------------------------- */
 
@@ -278,7 +279,6 @@ sb_server_t *sb_conn_server(const sb_conn_t *conn);
 /* Bytes queued and not yet written. */
 size_t sb_conn_queued_bytes(const sb_conn_t *conn);
 
-
 /* ---- thread-safe entry points ------------------------------------------ */
 
 /* Runs fn(arg) on the server's loop thread, soon. Safe from any thread (not
@@ -291,11 +291,11 @@ int sb_server_post(sb_server_t *srv, void (*fn)(void *arg), void *arg);
 /* ---- metrics ----------------------------------------------------------- */
 
 typedef struct sb_metrics_s {
-    uint64_t connections;        /* open WebSocket connections */
-    uint64_t connections_total;  /* WebSocket connections ever opened */
-    uint64_t messages_in, messages_out; /* WebSocket messages received / queued to peers */
-    uint64_t bytes_in, bytes_out;       /* their payload bytes */
-    uint64_t slow_consumers;     /* connections closed for not reading */
+    uint64_t connections;                       /* open WebSocket connections */
+    uint64_t connections_total;                 /* WebSocket connections ever opened */
+    uint64_t messages_in, messages_out;         /* WebSocket messages received / queued to peers */
+    uint64_t bytes_in, bytes_out;               /* their payload bytes */
+    uint64_t slow_consumers;                    /* connections closed for not reading */
     double messages_in_rate, messages_out_rate; /* per second, over the last second */
     double bytes_in_rate, bytes_out_rate;
     uint64_t uptime_ms;
@@ -317,10 +317,10 @@ typedef struct sb_hub_config_s {
     size_t max_message_size;      /* default 512 KiB */
     uint64_t cleanup_interval_ms; /* how often history retention runs; default 30 s */
     /* history */
-    const char *history_path;     /* SQLite file; NULL: history in memory only */
-    size_t history_cache;         /* recent messages per room kept in memory; default 100 */
-    size_t history_max;           /* per room in the database; 0 = unlimited; default 10000 */
-    uint64_t history_max_age_ms;  /* 0 = unlimited (default) */
+    const char *history_path;    /* SQLite file; NULL: history in memory only */
+    size_t history_cache;        /* recent messages per room kept in memory; default 100 */
+    size_t history_max;          /* per room in the database; 0 = unlimited; default 10000 */
+    uint64_t history_max_age_ms; /* 0 = unlimited (default) */
 } sb_hub_config_t;
 
 /* Fills cfg with the defaults listed above. */
@@ -447,8 +447,7 @@ int64_t sb_room_history_append(sb_room_t *room, int64_t ts_ms, const char *json,
  * messages, else at most limit of those after since, oldest first. Returns
  * the number of calls or a negative SB_E*. */
 int sb_room_history(sb_room_t *room, uint64_t since, size_t limit,
-                    void (*fn)(void *arg, uint64_t id, int64_t ts_ms, const char *json,
-                               size_t len),
+                    void (*fn)(void *arg, uint64_t id, int64_t ts_ms, const char *json, size_t len),
                     void *arg);
 
 /* Has a room of that name (existing or not) ever had a message stored? */

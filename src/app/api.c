@@ -11,8 +11,8 @@ static void respond_json(sb_request_t *req, int status, json_t *obj)
     char *s = json_dumps(obj, JSON_COMPACT);
     json_decref(obj);
     if (!s) {
-        sb_request_respond(req, 500, "application/json", NULL,
-                           "{\"error\":\"out of memory\"}\n", 25);
+        sb_request_respond(req, 500, "application/json", NULL, "{\"error\":\"out of memory\"}\n",
+                           25);
         return;
     }
     size_t n = strlen(s);
@@ -76,19 +76,18 @@ static json_t *stats(app_t *app)
 {
     sb_metrics_t m;
     sb_server_metrics(app->server, &m);
-    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, "
-                     "s:I, s:I}",
-                     "status", "ok", "connections", (json_int_t)m.connections,
-                     "total_connections", (json_int_t)m.connections_total, "unique_users",
-                     (json_int_t)sb_hub_user_count(app->hub), "rooms",
-                     (json_int_t)sb_hub_rooms(app->hub, NULL, 0), "messages_received",
-                     (json_int_t)m.messages_in, "messages_sent", (json_int_t)m.messages_out,
-                     "bytes_received", (json_int_t)m.bytes_in, "bytes_sent",
-                     (json_int_t)m.bytes_out, "messages_received_per_second",
-                     m.messages_in_rate, "messages_sent_per_second", m.messages_out_rate,
-                     "bytes_received_per_second", m.bytes_in_rate, "bytes_sent_per_second",
-                     m.bytes_out_rate, "slow_consumers", (json_int_t)m.slow_consumers,
-                     "uptime_seconds", (json_int_t)(m.uptime_ms / 1000));
+    return json_pack(
+        "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, "
+        "s:I, s:I}",
+        "status", "ok", "connections", (json_int_t)m.connections, "total_connections",
+        (json_int_t)m.connections_total, "unique_users", (json_int_t)sb_hub_user_count(app->hub),
+        "rooms", (json_int_t)sb_hub_rooms(app->hub, NULL, 0), "messages_received",
+        (json_int_t)m.messages_in, "messages_sent", (json_int_t)m.messages_out, "bytes_received",
+        (json_int_t)m.bytes_in, "bytes_sent", (json_int_t)m.bytes_out,
+        "messages_received_per_second", m.messages_in_rate, "messages_sent_per_second",
+        m.messages_out_rate, "bytes_received_per_second", m.bytes_in_rate, "bytes_sent_per_second",
+        m.bytes_out_rate, "slow_consumers", (json_int_t)m.slow_consumers, "uptime_seconds",
+        (json_int_t)(m.uptime_ms / 1000));
 }
 
 static void get_stats(sb_request_t *req, void *data)
@@ -139,8 +138,7 @@ static void get_metrics(sb_request_t *req, void *data)
         (unsigned long long)m.messages_in, (unsigned long long)m.messages_out,
         (unsigned long long)m.bytes_in, (unsigned long long)m.bytes_out,
         (unsigned long long)m.slow_consumers, (unsigned long long)(m.uptime_ms / 1000));
-    sb_request_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, body,
-                       (size_t)n);
+    sb_request_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, body, (size_t)n);
 }
 
 /* ---- /api -------------------------------------------------------------- */
@@ -176,9 +174,8 @@ static void post_broadcast(sb_request_t *req, void *data)
     } else {
         char stamp[32];
         chat_timestamp(chat_now_ms(), stamp);
-        json_t *obj = json_pack("{s:s, s:s, s:s, s:O, s:s}", "type", "broadcast", "from",
-                                "server", "nickname", "server", "content", msg, "timestamp",
-                                stamp);
+        json_t *obj = json_pack("{s:s, s:s, s:s, s:O, s:s}", "type", "broadcast", "from", "server",
+                                "nickname", "server", "content", msg, "timestamp", stamp);
         char *s = json_dumps(obj, JSON_COMPACT);
         json_decref(obj);
         reached = s ? sb_hub_broadcast(app->hub, SB_OP_TEXT, s, strlen(s)) : SB_ENOMEM;
@@ -271,11 +268,10 @@ static void room_resource(sb_request_t *req, void *data)
             sb_room_members(room, m, n);
             for (size_t i = 0; i < n; i++) {
                 const char *nick = sb_conn_name(m[i]);
-                json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s}", "user_id",
-                                                     sb_conn_user_id(m[i]), "nickname",
-                                                     nick ? nick : sb_conn_user_id(m[i]),
-                                                     "connection_id", sb_conn_id(m[i]),
-                                                     "status", "online"));
+                json_array_append_new(
+                    arr, json_pack("{s:s, s:s, s:s, s:s}", "user_id", sb_conn_user_id(m[i]),
+                                   "nickname", nick ? nick : sb_conn_user_id(m[i]), "connection_id",
+                                   sb_conn_id(m[i]), "status", "online"));
             }
         }
         free(m);
@@ -309,8 +305,9 @@ static void room_resource(sb_request_t *req, void *data)
     if (reached < 0)
         respond_error(req, 500, "internal_error", "the message could not be stored");
     else
-        respond_json(req, 201, json_pack("{s:s, s:I, s:i}", "status", "sent", "id",
-                                         (json_int_t)id, "delivered", reached));
+        respond_json(req, 201,
+                     json_pack("{s:s, s:I, s:i}", "status", "sent", "id", (json_int_t)id,
+                               "delivered", reached));
 }
 
 int api_routes(app_t *app)
@@ -326,7 +323,6 @@ int api_routes(app_t *app)
     if (!r)
         r = sb_server_route(s, "/api/rooms", SB_METHOD_GET, get_rooms, app);
     if (!r)
-        r = sb_server_route(s, "/api/rooms/*", SB_METHOD_GET | SB_METHOD_POST, room_resource,
-                            app);
+        r = sb_server_route(s, "/api/rooms/*", SB_METHOD_GET | SB_METHOD_POST, room_resource, app);
     return r;
 }

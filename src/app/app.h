@@ -18,15 +18,15 @@ typedef struct raw_list_s {
 typedef struct app_s {
     sb_server_t *server;
     sb_hub_t *hub;
-    int echo;                  /* serve /echo */
-    uint64_t started_ms;       /* loop time at start, for uptime */
-    const char *api_key;       /* NULL: the API is open */
-    char **fixed_rooms;        /* NULL: rooms are created on first join */
+    int echo;            /* serve /echo */
+    uint64_t started_ms; /* loop time at start, for uptime */
+    const char *api_key; /* NULL: the API is open */
+    char **fixed_rooms;  /* NULL: rooms are created on first join */
     size_t nfixed_rooms;
-    size_t history_on_join;    /* messages sent on join (default 50) */
-    size_t max_content;        /* bytes of a message's content (default 4096) */
-    chat_nick_t *nicks;        /* online nicknames (uthash head) */
-    raw_list_t raw;            /* connections of /ws/raw */
+    size_t history_on_join; /* messages sent on join (default 50) */
+    size_t max_content;     /* bytes of a message's content (default 4096) */
+    chat_nick_t *nicks;     /* online nicknames (uthash head) */
+    raw_list_t raw;         /* connections of /ws/raw */
 } app_t;
 
 /* Registers every route of the server application. Returns 0 or SB_E*. */

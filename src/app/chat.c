@@ -65,8 +65,8 @@ static void send_json(sb_conn_t *conn, json_t *obj)
 
 static void send_error(sb_conn_t *conn, const char *code, const char *text)
 {
-    send_json(conn, json_pack("{s:s, s:s, s:s, s:o}", "type", "error", "code", code, "error",
-                              text, "timestamp", timestamp_json()));
+    send_json(conn, json_pack("{s:s, s:s, s:s, s:o}", "type", "error", "code", code, "error", text,
+                              "timestamp", timestamp_json()));
 }
 
 static int room_broadcast_obj(sb_room_t *room, const sb_conn_t *except, json_t *obj)
@@ -176,8 +176,8 @@ int chat_publish(app_t *app, sb_room_t *room, const char *from, const char *nick
     char stamp[32];
     chat_timestamp(ts, stamp);
     json_t *obj = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s}", "type", "message", "id",
-                            (json_int_t)sb_room_next_id(room), "room", sb_room_name(room),
-                            "from", from, "nickname", nickname, "timestamp", stamp);
+                            (json_int_t)sb_room_next_id(room), "room", sb_room_name(room), "from",
+                            from, "nickname", nickname, "timestamp", stamp);
     if (!obj)
         return SB_ENOMEM;
     if (content)
@@ -274,9 +274,8 @@ static json_t *presence(sb_conn_t *conn, const char *status)
 static json_t *user_event(const char *type, sb_room_t *room, sb_conn_t *conn)
 {
     return json_pack("{s:s, s:s, s:s, s:s, s:I, s:o}", "type", type, "room", sb_room_name(room),
-                     "nickname", nickname_of(conn), "user_id", sb_conn_user_id(conn),
-                     "user_count", (json_int_t)sb_room_count(room), "timestamp",
-                     timestamp_json());
+                     "nickname", nickname_of(conn), "user_id", sb_conn_user_id(conn), "user_count",
+                     (json_int_t)sb_room_count(room), "timestamp", timestamp_json());
 }
 
 /* Is another connection of conn's user a member of room? */
@@ -415,8 +414,7 @@ static void on_leave(app_t *app, sb_conn_t *conn, json_t *msg)
 
 /* content (or its spelling message) must be a string within the limit; data
  * is any JSON. Returns 0 or sends an error. */
-static int message_body(app_t *app, sb_conn_t *conn, json_t *msg, json_t **content,
-                        json_t **data)
+static int message_body(app_t *app, sb_conn_t *conn, json_t *msg, json_t **content, json_t **data)
 {
     int bad = 0;
     *content = field(msg, "content", "message", &bad);
@@ -443,8 +441,7 @@ static void on_message(app_t *app, sb_conn_t *conn, json_t *msg)
     if (!room || message_body(app, conn, msg, &content, &data))
         return;
     json_t *meta = json_object_get(msg, "metadata");
-    if (chat_publish(app, room, sb_conn_user_id(conn), nickname_of(conn), content, data, meta) <
-        0)
+    if (chat_publish(app, room, sb_conn_user_id(conn), nickname_of(conn), content, data, meta) < 0)
         send_error(conn, "internal_error", "the message could not be stored; try again");
 }
 
@@ -453,9 +450,9 @@ static void on_broadcast(app_t *app, sb_conn_t *conn, json_t *msg)
     json_t *content, *data;
     if (message_body(app, conn, msg, &content, &data))
         return;
-    json_t *obj = json_pack("{s:s, s:s, s:s, s:o}", "type", "broadcast", "from",
-                            sb_conn_user_id(conn), "nickname", nickname_of(conn), "timestamp",
-                            timestamp_json());
+    json_t *obj =
+        json_pack("{s:s, s:s, s:s, s:o}", "type", "broadcast", "from", sb_conn_user_id(conn),
+                  "nickname", nickname_of(conn), "timestamp", timestamp_json());
     if (content)
         json_object_set(obj, "content", content);
     if (data)
@@ -480,9 +477,8 @@ static void on_typing(app_t *app, sb_conn_t *conn, json_t *msg)
     }
     room_broadcast_obj(room, conn,
                        json_pack("{s:s, s:s, s:s, s:s, s:b}", "type", "typing", "room",
-                                 sb_room_name(room), "user_id", sb_conn_user_id(conn),
-                                 "nickname", nickname_of(conn), "typing",
-                                 t ? json_is_true(t) : 1));
+                                 sb_room_name(room), "user_id", sb_conn_user_id(conn), "nickname",
+                                 nickname_of(conn), "typing", t ? json_is_true(t) : 1));
 }
 
 static void on_history(app_t *app, sb_conn_t *conn, json_t *msg)
@@ -561,9 +557,9 @@ static void on_direct(app_t *app, sb_conn_t *conn, json_t *msg)
         send_error(conn, "unknown_user", "no user of that id or nickname is online");
         return;
     }
-    json_t *obj = json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", "direct", "from",
-                            sb_conn_user_id(conn), "nickname", nickname_of(conn), "to", uid,
-                            "timestamp", timestamp_json());
+    json_t *obj =
+        json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", "direct", "from", sb_conn_user_id(conn),
+                  "nickname", nickname_of(conn), "to", uid, "timestamp", timestamp_json());
     if (content)
         json_object_set(obj, "content", content);
     if (data)
@@ -589,10 +585,10 @@ static const struct {
     const char *type;
     void (*fn)(app_t *app, sb_conn_t *conn, json_t *msg);
 } handlers[] = {
-    {"join", on_join},       {"join_room", on_join},   {"leave", on_leave},
-    {"leave_room", on_leave}, {"message", on_message},  {"broadcast", on_broadcast},
-    {"typing", on_typing},   {"ping", on_ping},        {"history", on_history},
-    {"users", on_users},     {"direct", on_direct},
+    {"join", on_join},        {"join_room", on_join},  {"leave", on_leave},
+    {"leave_room", on_leave}, {"message", on_message}, {"broadcast", on_broadcast},
+    {"typing", on_typing},    {"ping", on_ping},       {"history", on_history},
+    {"users", on_users},      {"direct", on_direct},
 };
 
 /* ---- the /ws endpoint -------------------------------------------------- */
@@ -603,9 +599,9 @@ static void ws_open(sb_hub_t *hub, sb_conn_t *conn, void *data)
     (void)hub;
     char stamp[32];
     chat_timestamp(chat_now_ms(), stamp);
-    send_json(conn, json_pack("{s:s, s:s, s:s, s:s}", "type", "welcome", "connection_id",
-                              sb_conn_id(conn), "user_id", sb_conn_user_id(conn), "server_time",
-                              stamp));
+    send_json(conn,
+              json_pack("{s:s, s:s, s:s, s:s}", "type", "welcome", "connection_id",
+                        sb_conn_id(conn), "user_id", sb_conn_user_id(conn), "server_time", stamp));
     send_json(conn, json_pack("{s:s, s:s, s:s}", "type", "system", "content",
                               "Welcome to Switchboard! Send {\"type\":\"join\",\"nickname\":"
                               "\"you\"} to join the general room.",
@@ -761,7 +757,8 @@ int chat_routes(app_t *app)
 void chat_free(app_t *app)
 {
     chat_nick_t *n, *tmp;
-    HASH_ITER(hh, app->nicks, n, tmp) {
+    HASH_ITER(hh, app->nicks, n, tmp)
+    {
         HASH_DEL(app->nicks, n);
         free(n->nick);
         free(n);

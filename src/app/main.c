@@ -158,9 +158,23 @@ static void on_signal(int sig)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_HOST = 256, OPT_PORT, OPT_LOG, OPT_NO_ECHO, OPT_MAX_MSG, OPT_PING, OPT_PONG,
-           OPT_WRITE, OPT_DATA, OPT_ROOMS, OPT_HIST, OPT_HIST_MAX, OPT_HIST_AGE, OPT_CONTENT,
-           OPT_API_KEY };
+    enum {
+        OPT_HOST = 256,
+        OPT_PORT,
+        OPT_LOG,
+        OPT_NO_ECHO,
+        OPT_MAX_MSG,
+        OPT_PING,
+        OPT_PONG,
+        OPT_WRITE,
+        OPT_DATA,
+        OPT_ROOMS,
+        OPT_HIST,
+        OPT_HIST_MAX,
+        OPT_HIST_AGE,
+        OPT_CONTENT,
+        OPT_API_KEY
+    };
     static const struct option options[] = {
         {"host", required_argument, NULL, OPT_HOST},
         {"port", required_argument, NULL, OPT_PORT},
@@ -233,8 +247,8 @@ int main(int argc, char **argv)
         case OPT_PONG:
         case OPT_WRITE:
         case OPT_HIST_AGE: {
-            uint64_t *field = opt == OPT_PING   ? &cfg.ping_interval_ms
-                              : opt == OPT_PONG ? &cfg.pong_timeout_ms
+            uint64_t *field = opt == OPT_PING    ? &cfg.ping_interval_ms
+                              : opt == OPT_PONG  ? &cfg.pong_timeout_ms
                               : opt == OPT_WRITE ? &cfg.write_timeout_ms
                                                  : &hub_cfg.history_max_age_ms;
             if (parse_duration(optarg, field))
@@ -280,8 +294,8 @@ int main(int argc, char **argv)
 
     /* A sweep at least four times per heartbeat period keeps deadlines
      * within a quarter of their length. */
-    uint64_t shortest = cfg.ping_interval_ms < cfg.pong_timeout_ms ? cfg.ping_interval_ms
-                                                                   : cfg.pong_timeout_ms;
+    uint64_t shortest =
+        cfg.ping_interval_ms < cfg.pong_timeout_ms ? cfg.ping_interval_ms : cfg.pong_timeout_ms;
     if (shortest / 4 < cfg.sweep_interval_ms)
         cfg.sweep_interval_ms = shortest / 4 ? shortest / 4 : 1;
 
@@ -338,8 +352,8 @@ int main(int argc, char **argv)
 
     const char *host = cfg.host;
     int v6 = strchr(host, ':') != NULL;
-    printf("switchboard %s listening on http://%s%s%s:%d/\n", sb_version(), v6 ? "[" : "",
-           host, v6 ? "]" : "", sb_server_port(srv));
+    printf("switchboard %s listening on http://%s%s%s:%d/\n", sb_version(), v6 ? "[" : "", host,
+           v6 ? "]" : "", sb_server_port(srv));
     fflush(stdout);
 
     r = sb_server_run(srv);

@@ -11,11 +11,11 @@ static void health(sb_request_t *req, void *data)
     app_t *app = data;
     char body[256];
     uint64_t up = sb_server_now(app->server) - app->started_ms;
-    int n = snprintf(body, sizeof body,
-                     "{\"status\":\"ok\",\"version\":\"%s\",\"uptime_seconds\":%llu,"
-                     "\"connections\":%zu}\n",
-                     sb_version(), (unsigned long long)(up / 1000),
-                     sb_server_conn_count(app->server));
+    int n =
+        snprintf(body, sizeof body,
+                 "{\"status\":\"ok\",\"version\":\"%s\",\"uptime_seconds\":%llu,"
+                 "\"connections\":%zu}\n",
+                 sb_version(), (unsigned long long)(up / 1000), sb_server_conn_count(app->server));
     sb_request_respond(req, 200, "application/json", "Cache-Control: no-store\r\n", body,
                        (size_t)n);
 }

@@ -12,17 +12,17 @@
 typedef struct sb__history_s sb__history_t;
 
 typedef struct sb__hist_entry_s {
-    uint64_t id;       /* per room, strictly increasing, never reused */
-    int64_t ts_ms;     /* Unix time in milliseconds */
-    const char *json;  /* the message exactly as delivered (a JSON object) */
+    uint64_t id;      /* per room, strictly increasing, never reused */
+    int64_t ts_ms;    /* Unix time in milliseconds */
+    const char *json; /* the message exactly as delivered (a JSON object) */
     size_t len;
 } sb__hist_entry_t;
 
 typedef struct sb__history_config_s {
-    const char *path;       /* SQLite file; NULL keeps history in memory only */
-    size_t cache_per_room;  /* recent messages kept in memory per room (default 100) */
-    size_t max_per_room;    /* retention by count in the database; 0 = unlimited */
-    uint64_t max_age_ms;    /* retention by age; 0 = unlimited */
+    const char *path;      /* SQLite file; NULL keeps history in memory only */
+    size_t cache_per_room; /* recent messages kept in memory per room (default 100) */
+    size_t max_per_room;   /* retention by count in the database; 0 = unlimited */
+    uint64_t max_age_ms;   /* retention by age; 0 = unlimited */
 } sb__history_config_t;
 
 /* Opens (creating if needed) the history. Returns 0 or a negative SB_E*;

@@ -37,8 +37,9 @@ static void commit_history(void *data)
 {
     sb_hub_t *hub = data;
     if (sb__history_commit(hub->history))
-        sb__log(hub->srv, SB_LOG_ERROR, "history: commit failed; messages of this moment may "
-                                        "be missing after a restart");
+        sb__log(hub->srv, SB_LOG_ERROR,
+                "history: commit failed; messages of this moment may "
+                "be missing after a restart");
 }
 
 static void run_hooks(void *data);
@@ -58,8 +59,8 @@ int sb_hub_new(sb_hub_t **out, sb_server_t *srv, const sb_hub_config_t *cfg, con
         err = &no_err;
     *err = NULL;
     *out = NULL;
-    if (!srv || !cfg || !cfg->max_message_size || !cfg->ping_interval_ms ||
-        !cfg->pong_timeout_ms || !cfg->cleanup_interval_ms) {
+    if (!srv || !cfg || !cfg->max_message_size || !cfg->ping_interval_ms || !cfg->pong_timeout_ms ||
+        !cfg->cleanup_interval_ms) {
         *err = "invalid hub configuration";
         return SB_EINVAL;
     }
@@ -124,17 +125,20 @@ void sb_hub_free(sb_hub_t *hub)
     sb__server_set_stop_hook(hub->srv, NULL, NULL);
 
     sb_room_t *room, *rtmp;
-    HASH_ITER(hh, hub->rooms, room, rtmp) {
+    HASH_ITER(hh, hub->rooms, room, rtmp)
+    {
         HASH_DEL(hub->rooms, room);
         sb__room_free(room);
     }
     sb__hconn_t *hc, *htmp;
-    HASH_ITER(hh, hub->by_id, hc, htmp) {
+    HASH_ITER(hh, hub->by_id, hc, htmp)
+    {
         HASH_DEL(hub->by_id, hc);
         free_hconn(hc);
     }
     sb__user_t *u, *utmp;
-    HASH_ITER(hh, hub->users, u, utmp) {
+    HASH_ITER(hh, hub->users, u, utmp)
+    {
         HASH_DEL(hub->users, u);
         free(u->id);
         free(u->conns);
@@ -312,7 +316,8 @@ size_t sb_hub_user_count(const sb_hub_t *hub)
 /* A send can close its recipient (a slow consumer), but closing only marks
  * it: it is reaped after this loop, so the arrays walked here do not change
  * under us. */
-int sb__hub_send_msg_list(sb__hconn_t *const *list, uint32_t n, const sb_conn_t *except, sb_msg_t *msg)
+int sb__hub_send_msg_list(sb__hconn_t *const *list, uint32_t n, const sb_conn_t *except,
+                          sb_msg_t *msg)
 {
     int reached = 0;
     for (uint32_t i = 0; i < n; i++)
@@ -395,8 +400,8 @@ static void run_post(void *arg)
     free(p);
 }
 
-static int post(sb_hub_t *hub, post_kind_t kind, const char *target, int opcode,
-                const void *data, size_t len)
+static int post(sb_hub_t *hub, post_kind_t kind, const char *target, int opcode, const void *data,
+                size_t len)
 {
     post_t *p = malloc(sizeof *p + len);
     if (!p)

@@ -36,7 +36,7 @@ struct sb__hconn_s {
     uint32_t user_index; /* in user->conns */
     sb__member_t *rooms;
     uint16_t nrooms, rooms_cap;
-    UT_hash_handle hh;   /* hub->by_id, keyed by the connection id */
+    UT_hash_handle hh; /* hub->by_id, keyed by the connection id */
 };
 
 struct sb_room_s {
@@ -45,8 +45,8 @@ struct sb_room_s {
     sb__hconn_t **members;
     uint32_t n, cap;
     void *data;
-    uint64_t messages;          /* appended to history */
-    int64_t last_activity_ms;   /* Unix ms of the last message, 0 if none */
+    uint64_t messages;        /* appended to history */
+    int64_t last_activity_ms; /* Unix ms of the last message, 0 if none */
     UT_hash_handle hh;
 };
 
@@ -66,11 +66,11 @@ struct sb_hub_s {
     sb_hub_config_t cfg;
     char *history_path;
     sb__history_t *history;
-    sb__hconn_t *by_id;       /* uthash head */
-    sb__hconn_t **all;        /* dense: broadcast is a linear walk */
+    sb__hconn_t *by_id; /* uthash head */
+    sb__hconn_t **all;  /* dense: broadcast is a linear walk */
     uint32_t nall, all_cap;
-    sb__user_t *users;        /* uthash head */
-    sb_room_t *rooms;         /* uthash head */
+    sb__user_t *users; /* uthash head */
+    sb_room_t *rooms;  /* uthash head */
     sb__hub_route_t **routes;
     size_t nroutes;
     sb__hook_t *hooks;

@@ -242,8 +242,7 @@ static void each_entry(void *arg, const sb__hist_entry_t *e)
 }
 
 int sb_room_history(sb_room_t *room, uint64_t since, size_t limit,
-                    void (*fn)(void *arg, uint64_t id, int64_t ts_ms, const char *json,
-                               size_t len),
+                    void (*fn)(void *arg, uint64_t id, int64_t ts_ms, const char *json, size_t len),
                     void *arg)
 {
     read_ctx_t ctx = {fn, arg};

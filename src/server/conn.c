@@ -136,8 +136,7 @@ int sb__conn_queue(sb_conn_t *c, sb_msg_t *msg)
     if (c->queued && backlog + msg->len > srv->cfg.max_queued_bytes) {
         /* A peer that does not read: its close frame would sit behind the
          * same stuck queue, so close TCP now and report 1008. */
-        sb__log(srv, SB_LOG_WARN, "%s: slow consumer, %zu bytes queued: closing", c->id,
-                c->queued);
+        sb__log(srv, SB_LOG_WARN, "%s: slow consumer, %zu bytes queued: closing", c->id, c->queued);
         if (!c->close_code)
             c->close_code = SB_CLOSE_POLICY;
         srv->metrics.slow_consumers++;

@@ -25,22 +25,22 @@ typedef struct sb__http_header_s {
 
 typedef struct sb__http_req_s {
     http_parser parser;
-    size_t max_head;   /* request line + headers, bytes */
+    size_t max_head; /* request line + headers, bytes */
     size_t max_body;
-    size_t head_size;  /* head bytes handed to callbacks so far for this request */
-    size_t head_raw;   /* bytes fed while the head was unfinished */
-    char *arena;       /* url, header names and values, body */
+    size_t head_size; /* head bytes handed to callbacks so far for this request */
+    size_t head_raw;  /* bytes fed while the head was unfinished */
+    char *arena;      /* url, header names and values, body */
     uint32_t arena_len, arena_cap;
     uint32_t url_off, url_len;
     uint32_t body_off, body_len;
     sb__http_header_t headers[SB_HTTP_MAX_HEADERS];
     uint16_t nheaders;
-    uint8_t in_value;      /* the last header callback was a value */
+    uint8_t in_value; /* the last header callback was a value */
     uint8_t headers_done;
     uint8_t complete;
-    uint8_t keep_alive;    /* valid once complete */
-    uint8_t upgrade;       /* valid once complete: the bytes after it are not HTTP */
-    int error;             /* HTTP status to answer with, 0 if none */
+    uint8_t keep_alive; /* valid once complete */
+    uint8_t upgrade;    /* valid once complete: the bytes after it are not HTTP */
+    int error;          /* HTTP status to answer with, 0 if none */
     const char *error_text;
 } sb__http_req_t;
 

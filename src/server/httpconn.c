@@ -9,27 +9,48 @@
 const char *sb__http_status_text(int status)
 {
     switch (status) {
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 426: return "Upgrade Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 426:
+        return "Upgrade Required";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
     }
     return status < 400 ? "OK" : "Error";
 }
@@ -38,8 +59,8 @@ static const struct {
     unsigned bit;
     const char *name;
 } methods[] = {
-    {SB_METHOD_GET, "GET"},         {SB_METHOD_HEAD, "HEAD"},   {SB_METHOD_POST, "POST"},
-    {SB_METHOD_PUT, "PUT"},         {SB_METHOD_DELETE, "DELETE"}, {SB_METHOD_OPTIONS, "OPTIONS"},
+    {SB_METHOD_GET, "GET"},     {SB_METHOD_HEAD, "HEAD"},     {SB_METHOD_POST, "POST"},
+    {SB_METHOD_PUT, "PUT"},     {SB_METHOD_DELETE, "DELETE"}, {SB_METHOD_OPTIONS, "OPTIONS"},
     {SB_METHOD_PATCH, "PATCH"},
 };
 
@@ -111,8 +132,8 @@ static int keeps_alive(const sb_request_t *req, int status)
     return req->http.complete && req->http.keep_alive;
 }
 
-int sb_request_respond(sb_request_t *req, int status, const char *content_type,
-                       const char *headers, const void *body, size_t len)
+int sb_request_respond(sb_request_t *req, int status, const char *content_type, const char *headers,
+                       const void *body, size_t len)
 {
     if (req->responded)
         return SB_EINVAL;

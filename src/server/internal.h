@@ -53,23 +53,23 @@ typedef struct sb__route_s {
 } sb__route_t;
 
 typedef enum {
-    SB_CONN_HTTP = 0,  /* reading HTTP requests */
-    SB_CONN_WS,        /* WebSocket open */
-    SB_CONN_CLOSING,   /* WebSocket close frame sent or received; draining */
-    SB_CONN_CLOSED,    /* doomed: reaped (on_close, uv_close) at the next flush, freed in
-                          libuv's close callback; nothing is read or sent any more */
+    SB_CONN_HTTP = 0, /* reading HTTP requests */
+    SB_CONN_WS,       /* WebSocket open */
+    SB_CONN_CLOSING,  /* WebSocket close frame sent or received; draining */
+    SB_CONN_CLOSED,   /* doomed: reaped (on_close, uv_close) at the next flush, freed in
+                         libuv's close callback; nothing is read or sent any more */
 } sb__conn_state_t;
 
 enum {
     SB_F_CLOSE_SENT = 1 << 0,
     SB_F_CLOSE_RECEIVED = 1 << 1,
-    SB_F_END_AFTER_FLUSH = 1 << 2, /* shut TCP down once the queue drains */
-    SB_F_SHUTDOWN = 1 << 3,        /* uv_shutdown issued: discard input until EOF */
-    SB_F_WRITING = 1 << 4,         /* a uv_write is in flight */
-    SB_F_DIRTY = 1 << 5,           /* on the server's flush list */
-    SB_F_READ_PAUSED = 1 << 6,     /* reading stopped: too much output queued */
+    SB_F_END_AFTER_FLUSH = 1 << 2,    /* shut TCP down once the queue drains */
+    SB_F_SHUTDOWN = 1 << 3,           /* uv_shutdown issued: discard input until EOF */
+    SB_F_WRITING = 1 << 4,            /* a uv_write is in flight */
+    SB_F_DIRTY = 1 << 5,              /* on the server's flush list */
+    SB_F_READ_PAUSED = 1 << 6,        /* reading stopped: too much output queued */
     SB_F_STOP_AFTER_REQUEST = 1 << 7, /* server stopping: close after this response */
-    SB_F_UPGRADED = 1 << 8,        /* the handshake succeeded: on_close is owed */
+    SB_F_UPGRADED = 1 << 8,           /* the handshake succeeded: on_close is owed */
 };
 
 /* What a connection keeps while in the HTTP phase; freed at upgrade. */
@@ -81,43 +81,43 @@ struct sb_request_s {
     uint32_t query_off, query_len; /* query_off 0: no query */
     void *conn_data;               /* becomes the connection's user data at upgrade */
     uint8_t responded;
-    uint8_t head;                  /* HEAD request: no body in the answer */
+    uint8_t head; /* HEAD request: no body in the answer */
 };
 
 struct sb_conn_s {
     uv_tcp_t tcp;
     sb_server_t *srv;
     sb_conn_t *next_dirty;
-    uint32_t index;        /* position in srv->conns */
+    uint32_t index; /* position in srv->conns */
     uint8_t state;
     uint16_t flags;
-    uint8_t tail_len;      /* bytes in tail */
-    uint8_t *tail;         /* unconsumed bytes of the previous read, or NULL */
+    uint8_t tail_len; /* bytes in tail */
+    uint8_t *tail;    /* unconsumed bytes of the previous read, or NULL */
 
-    uint64_t last_read;    /* loop time of the last bytes read */
-    uint64_t last_ping;    /* loop time of the last ping sent */
+    uint64_t last_read;     /* loop time of the last bytes read */
+    uint64_t last_ping;     /* loop time of the last ping sent */
     uint64_t last_progress; /* loop time the write queue last moved (or was empty) */
-    uint64_t deadline;     /* HTTP: head/idle deadline; CLOSING: close deadline */
+    uint64_t deadline;      /* HTTP: head/idle deadline; CLOSING: close deadline */
 
     /* write queue: a ring of message references; the head message is
      * partially written up to head_off. */
     sb_msg_t **q;
     uint32_t q_head, q_count, q_cap;
-    uint32_t inflight;     /* bytes covered by the uv_write in flight */
+    uint32_t inflight; /* bytes covered by the uv_write in flight */
     size_t head_off;
-    size_t queued;         /* bytes queued and not yet written */
+    size_t queued; /* bytes queued and not yet written */
     uv_write_t *wreq;
 
-    sb_request_t *req;     /* HTTP phase only */
+    sb_request_t *req; /* HTTP phase only */
 
     /* WebSocket */
     const sb__route_t *route;
     const char *subprotocol;
     sb__ws_reader_t reader;
-    uint8_t *msg;          /* reassembly of a message spanning reads or frames */
+    uint8_t *msg; /* reassembly of a message spanning reads or frames */
     size_t msg_len, msg_cap;
-    uint16_t close_code;   /* received, else sent, else 0 */
-    void *hub;             /* the hub's record of this connection, or NULL */
+    uint16_t close_code; /* received, else sent, else 0 */
+    void *hub;           /* the hub's record of this connection, or NULL */
     void *user_data;
     char id[20];
 };
@@ -143,7 +143,7 @@ struct sb_server_s {
     uint8_t listening;
     uint8_t stopping;
     uint8_t handles_closed;
-    uint8_t running;      /* the loop's handles were started */
+    uint8_t running; /* the loop's handles were started */
     uint64_t stop_timeout_ms;
     uint64_t next_conn_id;
 
@@ -168,13 +168,13 @@ struct sb_server_s {
     void (*stop_hook)(void *data);
     void *stop_hook_data;
 
-    sb_metrics_t metrics;  /* counters; rates refreshed by the sweep */
+    sb_metrics_t metrics; /* counters; rates refreshed by the sweep */
     uint64_t started_at, rates_at;
     uint64_t last_msgs_in, last_msgs_out, last_bytes_in, last_bytes_out;
 
-    uint8_t *rbuf;        /* SB_TAIL_ROOM + SB_READ_SIZE */
+    uint8_t *rbuf; /* SB_TAIL_ROOM + SB_READ_SIZE */
     uint8_t rbuf_busy;
-    char date[40];        /* cached IMF-fixdate for the Date header */
+    char date[40]; /* cached IMF-fixdate for the Date header */
     uint64_t date_at;
 };
 
@@ -184,12 +184,12 @@ void sb__log(const sb_server_t *srv, sb_log_level_t level, const char *fmt, ...)
 /* conn.c */
 void sb__conn_accept(sb_server_t *srv);
 int sb__conn_queue(sb_conn_t *c, sb_msg_t *msg); /* takes a new reference */
-void sb__conn_end(sb_conn_t *c);   /* shut down after the queue drains */
-void sb__conn_abort(sb_conn_t *c); /* close TCP at the next flush point */
+void sb__conn_end(sb_conn_t *c);                 /* shut down after the queue drains */
+void sb__conn_abort(sb_conn_t *c);               /* close TCP at the next flush point */
 void sb__conn_keep_tail(sb_conn_t *c, const uint8_t *p, size_t n);
 void sb__conn_flush_all(sb_server_t *srv);
 void sb__conn_sweep(sb_conn_t *c, uint64_t now);
-void sb__conn_stop(sb_conn_t *c);  /* server stopping */
+void sb__conn_stop(sb_conn_t *c); /* server stopping */
 
 /* httpconn.c */
 void sb__http_read(sb_conn_t *c, uint8_t *data, size_t len);

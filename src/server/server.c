@@ -309,8 +309,7 @@ void sb__server_conn_gone(sb_server_t *srv, sb_conn_t *c)
 static void on_stop_timeout(uv_timer_t *t)
 {
     sb_server_t *srv = t->data;
-    sb__log(srv, SB_LOG_WARN, "shutdown timeout: closing %u remaining connection(s)",
-            srv->nconns);
+    sb__log(srv, SB_LOG_WARN, "shutdown timeout: closing %u remaining connection(s)", srv->nconns);
     for (uint32_t i = 0; i < srv->nconns; i++)
         sb__conn_abort(srv->conns[i]);
 }
@@ -349,8 +348,7 @@ static void start_handles(sb_server_t *srv)
     srv->started_at = srv->rates_at = uv_now(&srv->loop);
     uv_prepare_start(&srv->prepare, on_prepare);
     uv_check_start(&srv->check, on_check);
-    uv_timer_start(&srv->sweep, on_sweep, srv->cfg.sweep_interval_ms,
-                   srv->cfg.sweep_interval_ms);
+    uv_timer_start(&srv->sweep, on_sweep, srv->cfg.sweep_interval_ms, srv->cfg.sweep_interval_ms);
     /* The flushers alone must not keep the loop alive. */
     uv_unref((uv_handle_t *)&srv->prepare);
     uv_unref((uv_handle_t *)&srv->check);

@@ -7,18 +7,30 @@
 const char *sb_strerror(int code)
 {
     switch (code) {
-    case SB_OK: return "success";
-    case SB_EAGAIN: return "try again later";
-    case SB_ECLOSED: return "the connection is closing or closed";
-    case SB_EINVAL: return "invalid argument";
-    case SB_EEXIST: return "already exists";
-    case SB_ENOMEM: return "out of memory";
-    case SB_ELIMIT: return "a configured limit was reached";
-    case SB_EIO: return "I/O error";
-    case SB_EADDR: return "cannot listen on that address";
-    case SB_EPROTO: return "WebSocket protocol violation";
-    case SB_EUTF8: return "invalid UTF-8";
-    case SB_ETOOBIG: return "message too big";
+    case SB_OK:
+        return "success";
+    case SB_EAGAIN:
+        return "try again later";
+    case SB_ECLOSED:
+        return "the connection is closing or closed";
+    case SB_EINVAL:
+        return "invalid argument";
+    case SB_EEXIST:
+        return "already exists";
+    case SB_ENOMEM:
+        return "out of memory";
+    case SB_ELIMIT:
+        return "a configured limit was reached";
+    case SB_EIO:
+        return "I/O error";
+    case SB_EADDR:
+        return "cannot listen on that address";
+    case SB_EPROTO:
+        return "WebSocket protocol violation";
+    case SB_EUTF8:
+        return "invalid UTF-8";
+    case SB_ETOOBIG:
+        return "message too big";
     }
     return "unknown error";
 }

@@ -235,9 +235,8 @@ static int on_data(sb_conn_t *c, const sb__ws_event_t *ev)
          * peer could announce much and send little) rather than grow
          * through every doubling. */
         size_t cap = c->msg_cap ? c->msg_cap * 2 : 4096;
-        size_t announced = c->reader.msg_len < SB_REASSEMBLY_RESERVE
-                               ? (size_t)c->reader.msg_len
-                               : SB_REASSEMBLY_RESERVE;
+        size_t announced = c->reader.msg_len < SB_REASSEMBLY_RESERVE ? (size_t)c->reader.msg_len
+                                                                     : SB_REASSEMBLY_RESERVE;
         if (cap < announced)
             cap = announced;
         if (cap < need)
@@ -299,8 +298,7 @@ static void on_control(sb_conn_t *c, const sb__ws_event_t *ev)
 
 void sb__wsconn_read(sb_conn_t *c, uint8_t *data, size_t len)
 {
-    while (c->state != SB_CONN_CLOSED && !(c->flags & SB_F_CLOSE_RECEIVED) &&
-           !c->reader.failed) {
+    while (c->state != SB_CONN_CLOSED && !(c->flags & SB_F_CLOSE_RECEIVED) && !c->reader.failed) {
         sb__ws_event_t ev;
         size_t n = sb__ws_read(&c->reader, data, len, &ev);
         data += n;

@@ -17,8 +17,8 @@ static int is_blank(char c)
 
 static int is_b64(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
 }
 
 static void trim(const char **s, size_t *len)
@@ -91,8 +91,7 @@ static int token_eq_exact(const char *item, size_t n, const void *arg)
     return strlen(token) == n && memcmp(item, token, n) == 0;
 }
 
-const char *sb__ws_select_subprotocol(const char *offer, size_t len,
-                                      const char *const *supported)
+const char *sb__ws_select_subprotocol(const char *offer, size_t len, const char *const *supported)
 {
     if (!offer || !supported)
         return NULL;

@@ -18,9 +18,9 @@
 /* ---- frame header ------------------------------------------------------ */
 
 typedef struct sb__frame_s {
-    uint64_t len;    /* payload length */
-    uint8_t fin;     /* 1 when this is the final fragment */
-    uint8_t rsv;     /* the three RSV bits, as 0..7 (RSV1 = 4) */
+    uint64_t len; /* payload length */
+    uint8_t fin;  /* 1 when this is the final fragment */
+    uint8_t rsv;  /* the three RSV bits, as 0..7 (RSV1 = 4) */
     uint8_t opcode;
     uint8_t masked;
     uint8_t mask[4];
@@ -73,8 +73,7 @@ int sb__token_list_has(const char *value, size_t len, const char *token);
 /* Picks the first of supported (NULL-terminated, server preference order)
  * that appears in the client's comma-separated offer (case-sensitive, as
  * RFC 6455 4.2.2). Returns it, or NULL. */
-const char *sb__ws_select_subprotocol(const char *offer, size_t len,
-                                      const char *const *supported);
+const char *sb__ws_select_subprotocol(const char *offer, size_t len, const char *const *supported);
 
 /* ---- reader ------------------------------------------------------------ */
 
@@ -87,8 +86,8 @@ typedef enum {
 
 typedef struct sb__ws_event_s {
     sb__ws_event_type_t type;
-    int opcode;         /* DATA: the message's opcode (TEXT/BINARY); CONTROL: its opcode */
-    uint8_t *data;      /* payload bytes, unmasked in place in the caller's buffer */
+    int opcode;    /* DATA: the message's opcode (TEXT/BINARY); CONTROL: its opcode */
+    uint8_t *data; /* payload bytes, unmasked in place in the caller's buffer */
     size_t len;
     uint8_t first;      /* DATA: first chunk of the message */
     uint8_t last;       /* DATA: the message is complete with this chunk */
@@ -105,15 +104,15 @@ typedef struct sb__ws_reader_s {
     uint64_t msg_len;     /* bytes of the current message so far */
     uint32_t utf8;        /* validator state for the current text message */
     uint8_t mask[4];
-    uint8_t mask_pos;     /* payload offset of the current frame, mod 4 */
-    uint8_t in_frame;     /* streaming a data frame's payload */
-    uint8_t frame_fin;    /* the current data frame is final */
-    uint8_t msg_opcode;   /* opcode of the message in progress, 0 if none */
-    uint8_t compressed;   /* the message in progress had RSV1 */
-    uint8_t rsv_allowed;  /* RSV bits negotiated by an extension (4 = RSV1) */
+    uint8_t mask_pos;      /* payload offset of the current frame, mod 4 */
+    uint8_t in_frame;      /* streaming a data frame's payload */
+    uint8_t frame_fin;     /* the current data frame is final */
+    uint8_t msg_opcode;    /* opcode of the message in progress, 0 if none */
+    uint8_t compressed;    /* the message in progress had RSV1 */
+    uint8_t rsv_allowed;   /* RSV bits negotiated by an extension (4 = RSV1) */
     uint8_t expect_masked; /* 1: frames must be masked (server side); 0: must not */
-    uint8_t emitted;      /* a chunk of the current message was reported */
-    uint8_t failed;       /* an error was reported; no more events */
+    uint8_t emitted;       /* a chunk of the current message was reported */
+    uint8_t failed;        /* an error was reported; no more events */
 } sb__ws_reader_t;
 
 /* Prepares a reader. expect_masked is 1 on the server side. */
