@@ -224,10 +224,16 @@ int sb_hub_register(sb_hub_t *hub, sb_conn_t *conn)
     }
     hc->conn = conn;
     hc->hub = hub;
-    if (user_add(hub, hc, conn->id)) {
+    /* A connection is its own user until identified, and then needs no user
+     * record — unless an identified user already goes by its id. */
+    sb__user_t *u;
+    HASH_FIND_STR(hub->users, conn->id, u);
+    if (u && user_add(hub, hc, conn->id)) {
         free(hc);
         return SB_ENOMEM;
     }
+    if (!u)
+        hub->nanon++;
     conn->hub = hc;
     hc->all_index = hub->nall;
     hub->all[hub->nall++] = hc;
@@ -241,12 +247,35 @@ void sb_hub_unregister(sb_hub_t *hub, sb_conn_t *conn)
     if (!hc || hc->hub != hub)
         return;
     sb__hconn_leave_all(hc);
-    user_remove(hub, hc);
+    if (hc->user)
+        user_remove(hub, hc);
+    else
+        hub->nanon--;
     sb__hconn_t *last = hub->all[--hub->nall];
     hub->all[hc->all_index] = last;
     last->all_index = hc->all_index;
     HASH_DEL(hub->by_id, hc);
     free_hconn(hc);
+}
+
+/* Gives hc the user id uid (its own id: anonymous again). */
+static int set_user(sb_hub_t *hub, sb__hconn_t *hc, const char *uid)
+{
+    sb__user_t *u;
+    HASH_FIND_STR(hub->users, uid, u);
+    if (hc->user)
+        user_remove(hub, hc);
+    else
+        hub->nanon--;
+    if (!u && strcmp(uid, hc->conn->id) == 0) {
+        hub->nanon++;
+        return 0;
+    }
+    if (user_add(hub, hc, uid)) {
+        hub->nanon++; /* out of memory: an identity of its own */
+        return SB_ENOMEM;
+    }
+    return 0;
 }
 
 int sb_hub_identify(sb_hub_t *hub, sb_conn_t *conn, const char *user_id, const char *name)
@@ -261,20 +290,26 @@ int sb_hub_identify(sb_hub_t *hub, sb_conn_t *conn, const char *user_id, const c
         free(hc->name);
         hc->name = n;
     }
-    if (user_id && (!hc->user || strcmp(user_id, hc->user->id) != 0)) {
-        user_remove(hub, hc);
-        if (user_add(hub, hc, user_id)) {
-            user_add(hub, hc, conn->id); /* out of memory: an identity of its own */
+    if (!user_id || strcmp(user_id, sb_conn_user_id(conn)) == 0)
+        return 0;
+    /* An anonymous connection whose id this is belongs to the same user from
+     * now on: one id, one user. */
+    sb__hconn_t *other;
+    HASH_FIND_STR(hub->by_id, user_id, other);
+    if (other && other != hc && !other->user) {
+        if (user_add(hub, other, user_id))
             return SB_ENOMEM;
-        }
+        hub->nanon--;
     }
-    return 0;
+    return set_user(hub, hc, user_id);
 }
 
 const char *sb_conn_user_id(const sb_conn_t *conn)
 {
     sb__hconn_t *hc = sb__hconn(conn);
-    return hc && hc->user ? hc->user->id : NULL;
+    if (!hc)
+        return NULL;
+    return hc->user ? hc->user->id : conn->id;
 }
 
 const char *sb_conn_name(const sb_conn_t *conn)
@@ -290,15 +325,34 @@ sb_conn_t *sb_hub_conn(const sb_hub_t *hub, const char *conn_id)
     return hc ? hc->conn : NULL;
 }
 
-size_t sb_hub_user_conns(const sb_hub_t *hub, const char *user_id, sb_conn_t **out, size_t max)
+/* The connections of a user: an identified user's list, or the one
+ * anonymous connection whose id it is (then *one holds it). */
+static uint32_t user_list(const sb_hub_t *hub, const char *user_id, sb__hconn_t *const **list,
+                          sb__hconn_t **one)
 {
     sb__user_t *u;
     HASH_FIND_STR(hub->users, user_id, u);
-    if (!u)
+    if (u) {
+        *list = u->conns;
+        return u->n;
+    }
+    sb__hconn_t *hc;
+    HASH_FIND_STR(hub->by_id, user_id, hc);
+    if (!hc || hc->user)
         return 0;
-    for (uint32_t i = 0; i < u->n && i < max; i++)
-        out[i] = u->conns[i]->conn;
-    return u->n;
+    *one = hc;
+    *list = one;
+    return 1;
+}
+
+size_t sb_hub_user_conns(const sb_hub_t *hub, const char *user_id, sb_conn_t **out, size_t max)
+{
+    sb__hconn_t *const *list;
+    sb__hconn_t *one;
+    uint32_t n = user_list(hub, user_id, &list, &one);
+    for (uint32_t i = 0; i < n && i < max; i++)
+        out[i] = list[i]->conn;
+    return n;
 }
 
 size_t sb_hub_conn_count(const sb_hub_t *hub)
@@ -308,7 +362,7 @@ size_t sb_hub_conn_count(const sb_hub_t *hub)
 
 size_t sb_hub_user_count(const sb_hub_t *hub)
 {
-    return HASH_COUNT(hub->users);
+    return HASH_COUNT(hub->users) + hub->nanon;
 }
 
 /* ---- fan-out ----------------------------------------------------------- */
@@ -349,11 +403,10 @@ int sb_hub_broadcast_json(sb_hub_t *hub, const char *json)
 
 int sb_hub_send_user(sb_hub_t *hub, const char *user_id, int opcode, const void *data, size_t len)
 {
-    sb__user_t *u;
-    HASH_FIND_STR(hub->users, user_id, u);
-    if (!u)
-        return 0;
-    return sb__hub_send_list(u->conns, u->n, NULL, opcode, data, len);
+    sb__hconn_t *const *list;
+    sb__hconn_t *one;
+    uint32_t n = user_list(hub, user_id, &list, &one);
+    return n ? sb__hub_send_list(list, n, NULL, opcode, data, len) : 0;
 }
 
 int sb_hub_send_msg(sb_hub_t *hub, sb_conn_t *const *conns, size_t n, sb_msg_t *msg)

@@ -30,7 +30,7 @@ typedef struct sb__user_s {
 struct sb__hconn_s {
     sb_conn_t *conn;
     sb_hub_t *hub;
-    sb__user_t *user;
+    sb__user_t *user; /* NULL: its own user, whose id is the connection id */
     char *name;
     uint32_t all_index;  /* in hub->all */
     uint32_t user_index; /* in user->conns */
@@ -69,7 +69,8 @@ struct sb_hub_s {
     sb__hconn_t *by_id; /* uthash head */
     sb__hconn_t **all;  /* dense: broadcast is a linear walk */
     uint32_t nall, all_cap;
-    sb__user_t *users; /* uthash head */
+    sb__user_t *users; /* uthash head: identified users only */
+    size_t nanon;      /* connections that are their own user (no record) */
     sb_room_t *rooms;  /* uthash head */
     sb__hub_route_t **routes;
     size_t nroutes;

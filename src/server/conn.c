@@ -24,7 +24,7 @@ static void on_tcp_closed(uv_handle_t *h)
     sb_conn_t *c = h->data;
     sb_server_t *srv = c->srv;
     for (uint32_t i = 0; i < c->q_count; i++)
-        sb_msg_unref(c->q[(c->q_head + i) % c->q_cap]);
+        sb_msg_unref(c->q[(c->q_head + i) & (c->q_cap - 1)]);
     free(c->q);
     free(c->tail);
     free(c->msg);
@@ -149,7 +149,7 @@ int sb__conn_queue(sb_conn_t *c, sb_msg_t *msg)
         if (!q)
             return SB_ENOMEM;
         for (uint32_t i = 0; i < c->q_count; i++)
-            q[i] = c->q[(c->q_head + i) % c->q_cap];
+            q[i] = c->q[(c->q_head + i) & (c->q_cap - 1)];
         free(c->q);
         c->q = q;
         c->q_head = 0;
@@ -157,7 +157,7 @@ int sb__conn_queue(sb_conn_t *c, sb_msg_t *msg)
     }
     if (!c->queued)
         c->last_progress = uv_now(&srv->loop);
-    c->q[(c->q_head + c->q_count) % c->q_cap] = msg;
+    c->q[(c->q_head + c->q_count) & (c->q_cap - 1)] = msg;
     c->q_count++;
     sb_msg_ref(msg);
     c->queued += msg->len;
@@ -186,7 +186,7 @@ static void consume(sb_conn_t *c, size_t n)
         }
         n -= left;
         sb_msg_unref(m);
-        c->q_head = (c->q_head + 1) % c->q_cap;
+        c->q_head = (c->q_head + 1) & (c->q_cap - 1);
         c->q_count--;
         c->head_off = 0;
     }
@@ -200,7 +200,7 @@ static uint32_t fill_bufs(const sb_conn_t *c, uv_buf_t *bufs, size_t max, size_t
     uint32_t i;
     *total = 0;
     for (i = 0; i < n && *total < max; i++) {
-        const sb_msg_t *m = c->q[(c->q_head + i) % c->q_cap];
+        const sb_msg_t *m = c->q[(c->q_head + i) & (c->q_cap - 1)];
         size_t off = i ? 0 : c->head_off;
         size_t len = m->len - off;
         if (len > max - *total)

@@ -99,8 +99,9 @@ struct sb_conn_s {
     uint64_t last_progress; /* loop time the write queue last moved (or was empty) */
     uint64_t deadline;      /* HTTP: head/idle deadline; CLOSING: close deadline */
 
-    /* write queue: a ring of message references; the head message is
-     * partially written up to head_off. */
+    /* write queue: a ring of message references (q_cap is a power of two,
+     * so positions wrap with a mask); the head message is partially
+     * written up to head_off. */
     sb_msg_t **q;
     uint32_t q_head, q_count, q_cap;
     uint32_t inflight; /* bytes covered by the uv_write in flight */

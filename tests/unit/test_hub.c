@@ -130,6 +130,32 @@ Test(hub_registry, identify_groups_connections_by_user)
     cr_assert_str_eq(sb_conn_name(c0), "Al", "a refused identify changes nothing");
 }
 
+/* A user id is one user: naming a connection after another connection's
+ * own id makes the two one user; going back to its own id makes a
+ * connection its own user again. */
+Test(hub_registry, an_id_in_use_as_a_connections_own_user_is_one_user)
+{
+    fx_start();
+    connect_clients(3);
+    sb_conn_t *c0 = conn_of(0), *c1 = conn_of(1), *c2 = conn_of(2);
+    char c0_id[24], c1_id[24];
+    snprintf(c0_id, sizeof c0_id, "%s", sb_conn_id(c0));
+    snprintf(c1_id, sizeof c1_id, "%s", sb_conn_id(c1));
+    cr_assert_eq(sb_hub_identify(fx.hub, c1, c0_id, NULL), 0);
+    EXPECT_USER(c0_id, c0, c1);
+    EXPECT_NO_USER(c1_id);
+    cr_assert_str_eq(sb_conn_user_id(c0), c0_id);
+    cr_assert_str_eq(sb_conn_user_id(c1), c0_id);
+    cr_assert_eq(sb_hub_user_count(fx.hub), 2);
+    cr_assert_eq(sb_hub_send_user(fx.hub, c0_id, SB_OP_TEXT, "x", 1), 2);
+
+    cr_assert_eq(sb_hub_identify(fx.hub, c1, c1_id, NULL), 0);
+    EXPECT_USER(c0_id, c0);
+    EXPECT_USER(c1_id, c1);
+    EXPECT_USER(sb_conn_id(c2), c2);
+    cr_assert_eq(sb_hub_user_count(fx.hub), 3);
+}
+
 Test(hub_registry, reidentifying_moves_a_connection_and_empty_users_vanish)
 {
     fx_start();
@@ -315,8 +341,11 @@ static void check_registry(const reg_model_t *m, const char *when)
         /* Internals: both indexes point back at the connection. */
         const sb__hconn_t *hc = sb__hconn(c);
         cr_assert_eq(fx.hub->all[hc->all_index], hc, "%s: client %zu: stale all_index", when, i);
-        cr_assert_eq(hc->user->conns[hc->user_index], hc, "%s: client %zu: stale user_index", when,
-                     i);
+        /* A connection that is its own user has no user record. */
+        cr_assert_eq(hc->user == NULL, m->user[i] < 0, "%s: client %zu: user record", when, i);
+        if (hc->user)
+            cr_assert_eq(hc->user->conns[hc->user_index], hc, "%s: client %zu: stale user_index",
+                         when, i);
         if (m->user[i] < 0)
             EXPECT_USER(fx.cl[i].id, c);
     }
