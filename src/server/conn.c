@@ -28,10 +28,7 @@ static void on_tcp_closed(uv_handle_t *h)
     free(c->q);
     free(c->tail);
     free(c->msg);
-    if (c->req) {
-        sb__http_req_free(&c->req->http);
-        free(c->req);
-    }
+    sb__request_put(c);
     sb__server_conn_gone(srv, c);
     free(c);
 }
@@ -222,6 +219,14 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 /* The queue is empty: resume reading, or finish an orderly end. */
 static void drained(sb_conn_t *c)
 {
+    /* A ring grown by a burst goes back to nothing: an idle connection holds
+     * no queue memory. */
+    if (c->q_cap > 4) {
+        free(c->q);
+        c->q = NULL;
+        c->q_cap = 0;
+    }
+    c->q_head = 0;
     if ((c->flags & SB_F_READ_PAUSED) && !(c->flags & SB_F_SHUTDOWN)) {
         c->flags &= (uint16_t)~SB_F_READ_PAUSED;
         c->last_read = uv_now(&c->srv->loop); /* we were not listening */

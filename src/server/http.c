@@ -232,32 +232,42 @@ size_t sb__http_req_feed(sb__http_req_t *r, const char *data, size_t len, int *r
         *result = r->error;
         return 0;
     }
-    size_t n = http_parser_execute(&r->parser, &settings, data, len);
-    enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
-    if (r->complete) {
-        r->upgrade = (uint8_t)r->parser.upgrade;
-        *result = SB_HTTP_DONE;
-        return n;
-    }
-    if (e != HPE_OK) {
-        if (e == HPE_HEADER_OVERFLOW)
-            set_error(r, 431, "request head too large");
-        else
-            set_error(r, 400, http_errno_description(e));
-        *result = r->error;
-        return n;
-    }
-    /* The callbacks count what they are handed; blanks between the pieces
-     * are not handed over, so also bound the raw bytes of an unfinished
-     * head. */
-    if (!r->headers_done) {
-        r->head_raw += n;
-        if (r->head_raw > r->max_head) {
-            set_error(r, 431, "request head too large");
+    size_t n = 0;
+    do {
+        /* The callbacks count what they are handed; blanks between the
+         * pieces are not handed over, so also bound the raw bytes of an
+         * unfinished head. http-parser gets at most one byte past that
+         * bound at a time, so the bound trips at the same byte (and before
+         * any error further on) however the input was split. */
+        size_t give = len - n;
+        int head_open = !r->headers_done;
+        if (head_open && give > r->max_head + 1 - r->head_raw)
+            give = r->max_head + 1 - r->head_raw;
+        size_t used = http_parser_execute(&r->parser, &settings, n ? data + n : data, give);
+        n += used;
+        enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
+        if (r->complete) {
+            r->upgrade = (uint8_t)r->parser.upgrade;
+            *result = SB_HTTP_DONE;
+            return n;
+        }
+        if (e != HPE_OK) {
+            if (e == HPE_HEADER_OVERFLOW)
+                set_error(r, 431, "request head too large");
+            else
+                set_error(r, 400, http_errno_description(e));
             *result = r->error;
             return n;
         }
-    }
+        if (head_open && !r->headers_done) {
+            r->head_raw += used;
+            if (r->head_raw > r->max_head) {
+                set_error(r, 431, "request head too large");
+                *result = r->error;
+                return n;
+            }
+        }
+    } while (n < len);
     *result = SB_HTTP_MORE;
     return n;
 }

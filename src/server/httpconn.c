@@ -116,6 +116,63 @@ void sb_request_set_user_data(sb_request_t *req, void *data)
     req->conn_data = data;
 }
 
+/* ---- request states ---------------------------------------------------- */
+
+sb_request_t *sb__request_get(sb_conn_t *c)
+{
+    sb_server_t *srv = c->srv;
+    sb_request_t *req = srv->req_pool;
+    if (req) {
+        srv->req_pool = req->next_free;
+        srv->req_pool_n--;
+    } else if (!(req = calloc(1, sizeof *req))) {
+        return NULL;
+    }
+    /* Keep the arena's memory across uses. */
+    char *arena = req->http.arena;
+    uint32_t cap = req->http.arena_cap;
+    sb__http_req_init(&req->http, srv->cfg.max_head_size, srv->cfg.max_body_size);
+    req->http.arena = arena;
+    req->http.arena_cap = cap;
+    req->conn = c;
+    req->next_free = NULL;
+    req->responded = 0;
+    req->conn_data = NULL;
+    c->req = req;
+    return req;
+}
+
+void sb__request_put(sb_conn_t *c)
+{
+    sb_server_t *srv = c->srv;
+    sb_request_t *req = c->req;
+    c->req = NULL;
+    if (!req)
+        return;
+    if (srv->req_pool_n >= SB_REQ_POOL) {
+        sb__http_req_free(&req->http);
+        free(req);
+        return;
+    }
+    if (req->http.arena_cap > SB_REQ_POOL_ARENA)
+        sb__http_req_free(&req->http); /* a big body's arena is not worth keeping */
+    req->conn = NULL;
+    req->next_free = srv->req_pool;
+    srv->req_pool = req;
+    srv->req_pool_n++;
+}
+
+void sb__request_pool_free(sb_server_t *srv)
+{
+    while (srv->req_pool) {
+        sb_request_t *req = srv->req_pool;
+        srv->req_pool = req->next_free;
+        sb__http_req_free(&req->http);
+        free(req);
+    }
+    srv->req_pool_n = 0;
+}
+
 /* ---- answering -------------------------------------------------------- */
 
 /* Whether the connection can take another request after this answer. */
@@ -284,16 +341,10 @@ static int dispatch(sb_conn_t *c, uint8_t *rest, size_t rest_len)
 
 void sb__http_read(sb_conn_t *c, uint8_t *data, size_t len)
 {
-    sb_server_t *srv = c->srv;
     while (len && c->state == SB_CONN_HTTP && !(c->flags & SB_F_END_AFTER_FLUSH)) {
-        if (!c->req) {
-            c->req = calloc(1, sizeof *c->req);
-            if (!c->req) {
-                sb__conn_abort(c);
-                return;
-            }
-            c->req->conn = c;
-            sb__http_req_init(&c->req->http, srv->cfg.max_head_size, srv->cfg.max_body_size);
+        if (!c->req && !sb__request_get(c)) {
+            sb__conn_abort(c);
+            return;
         }
         int result;
         size_t n = sb__http_req_feed(&c->req->http, (const char *)data, len, &result);

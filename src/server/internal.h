@@ -25,6 +25,10 @@
 /* A message spanning reads gets at most this much buffer up front. */
 #define SB_REASSEMBLY_RESERVE (1024 * 1024)
 
+/* Idle request states kept per server, and the largest arena one keeps. */
+#define SB_REQ_POOL 64
+#define SB_REQ_POOL_ARENA (16 * 1024)
+
 /* At most this many queued messages go into one writev. */
 #define SB_WRITE_BATCH 64
 /* A uv_write left to finish when the socket drains covers at most this many
@@ -75,6 +79,7 @@ enum {
 /* What a connection keeps while in the HTTP phase; freed at upgrade. */
 struct sb_request_s {
     sb_conn_t *conn;
+    sb_request_t *next_free; /* in the server's pool of idle request states */
     sb__http_req_t http;
     const sb__route_t *route;
     uint32_t path_len;
@@ -173,6 +178,12 @@ struct sb_server_s {
     uint64_t started_at, rates_at;
     uint64_t last_msgs_in, last_msgs_out, last_bytes_in, last_bytes_out;
 
+    /* Request states of finished handshakes, kept for the next ones: freed,
+     * they would leave a hole between every two connections' memory. */
+    sb_request_t *req_pool;
+    uint32_t req_pool_n;
+    uint32_t sweeps; /* sweep count, for the periodic heap trim */
+
     uint8_t *rbuf; /* SB_TAIL_ROOM + SB_READ_SIZE */
     uint8_t rbuf_busy;
     char date[40]; /* cached IMF-fixdate for the Date header */
@@ -193,6 +204,9 @@ void sb__conn_sweep(sb_conn_t *c, uint64_t now);
 void sb__conn_stop(sb_conn_t *c); /* server stopping */
 
 /* httpconn.c */
+sb_request_t *sb__request_get(sb_conn_t *c);
+void sb__request_put(sb_conn_t *c); /* c->req back to the pool; c->req = NULL */
+void sb__request_pool_free(sb_server_t *srv);
 void sb__http_read(sb_conn_t *c, uint8_t *data, size_t len);
 void sb__http_error(sb_conn_t *c, int status, const char *text);
 const char *sb__http_status_text(int status);

@@ -3,6 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "server/internal.h"
 
@@ -88,6 +91,7 @@ void sb_server_free(sb_server_t *srv)
         free(srv->routes[i].path);
     free(srv->routes);
     free(srv->conns);
+    sb__request_pool_free(srv);
     free(srv->rbuf);
     free(srv->host);
     free(srv);
@@ -239,6 +243,14 @@ static void on_sweep(uv_timer_t *t)
     sb_server_t *srv = t->data;
     uint64_t now = uv_now(&srv->loop);
     update_rates(srv, now);
+#ifdef __GLIBC__
+    /* Bursts (a join storm, a big broadcast) leave freed pages inside the
+     * heap; hand them back every ten seconds or so, so that memory returns
+     * to its baseline once the burst is over. */
+    uint64_t every = 10000 / srv->cfg.sweep_interval_ms;
+    if (++srv->sweeps % (every ? every : 1) == 0)
+        malloc_trim(0);
+#endif
     /* Closing a connection only starts uv_close: nothing leaves the array
      * until its close callback, so this walk is safe. */
     for (uint32_t i = 0; i < srv->nconns; i++)

@@ -101,10 +101,8 @@ void sb__wsconn_handshake(sb_conn_t *c, uint8_t *rest, size_t rest_len)
     sb_msg_unref(m);
 
     c->user_data = req->conn_data;
-    /* The HTTP phase is over: drop its memory. */
-    sb__http_req_free(&c->req->http);
-    free(c->req);
-    c->req = NULL;
+    /* The HTTP phase is over: its state goes back to the pool. */
+    sb__request_put(c);
     sb_server_t *srv = c->srv;
     c->state = SB_CONN_WS;
     c->flags |= SB_F_UPGRADED;
