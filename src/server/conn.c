@@ -30,7 +30,7 @@ static void on_tcp_closed(uv_handle_t *h)
     free(c->msg);
     sb__request_put(c);
     sb__server_conn_gone(srv, c);
-    free(c);
+    sb__slab_free(&srv->conn_slab, c);
 }
 
 void sb__conn_accept(sb_server_t *srv)
@@ -43,7 +43,7 @@ void sb__conn_accept(sb_server_t *srv)
         srv->conns = a;
         srv->conns_cap = cap;
     }
-    sb_conn_t *c = calloc(1, sizeof *c);
+    sb_conn_t *c = sb__slab_alloc(&srv->conn_slab);
     if (!c)
         return;
     uv_tcp_init(&srv->loop, &c->tcp);

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "server/http.h"
+#include "server/slab.h"
 #include "switchboard.h"
 #include "ws/ws.h"
 
@@ -180,6 +181,7 @@ struct sb_server_s {
 
     /* Request states of finished handshakes, kept for the next ones: freed,
      * they would leave a hole between every two connections' memory. */
+    sb__slab_t conn_slab; /* every sb_conn_t */
     sb_request_t *req_pool;
     uint32_t req_pool_n;
     uint32_t sweeps; /* sweep count, for the periodic heap trim */

@@ -23,6 +23,7 @@ int sb_server_new(sb_server_t **out, const sb_server_config_t *cfg)
     if (!srv)
         return SB_ENOMEM;
     srv->cfg = *cfg;
+    sb__slab_init(&srv->conn_slab, sizeof(sb_conn_t));
     if (!srv->cfg.max_frame_size)
         srv->cfg.max_frame_size = srv->cfg.max_message_size;
     srv->host = strdup(cfg->host ? cfg->host : "127.0.0.1");
@@ -92,6 +93,7 @@ void sb_server_free(sb_server_t *srv)
     free(srv->routes);
     free(srv->conns);
     sb__request_pool_free(srv);
+    sb__slab_destroy(&srv->conn_slab);
     free(srv->rbuf);
     free(srv->host);
     free(srv);
