@@ -25,6 +25,8 @@ typedef struct app_s {
     size_t nfixed_rooms;
     size_t history_on_join; /* messages sent on join (default 50) */
     size_t max_content;     /* bytes of a message's content (default 4096) */
+    size_t presence_limit;  /* rooms larger than this get no join/leave/presence
+                               notices; 0 = no limit (default 1000) */
     chat_nick_t *nicks;     /* online nicknames (uthash head) */
     raw_list_t raw;         /* connections of /ws/raw */
 } app_t;

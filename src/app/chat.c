@@ -279,8 +279,10 @@ static json_t *user_event(const char *type, sb_room_t *room, sb_conn_t *conn)
 }
 
 /* Is another connection of conn's user a member of room? */
-static int user_in_room_elsewhere(sb_room_t *room, sb_conn_t *conn)
+static int user_in_room_elsewhere(app_t *app, sb_room_t *room, sb_conn_t *conn)
 {
+    if (sb_hub_user_conns(app->hub, sb_conn_user_id(conn), NULL, 0) <= 1)
+        return 0; /* the common case: no other connection to look for */
     size_t n = sb_room_count(room);
     sb_conn_t **m = malloc((n ? n : 1) * sizeof *m);
     int found = 0;
@@ -291,6 +293,14 @@ static int user_in_room_elsewhere(sb_room_t *room, sb_conn_t *conn)
         found = m[i] != conn && strcmp(sb_conn_user_id(m[i]), sb_conn_user_id(conn)) == 0;
     free(m);
     return found;
+}
+
+/* Are joins, leaves and presence told to everyone in the room? Past
+ * --presence-limit members they are not: each notice costs a message per
+ * member, so a room filling up would cost the square of its size. */
+static int announces(const app_t *app, sb_room_t *room)
+{
+    return !app->presence_limit || sb_room_count(room) <= app->presence_limit;
 }
 
 /* ---- handlers of client messages --------------------------------------- */
@@ -380,9 +390,13 @@ static void on_join(app_t *app, sb_conn_t *conn, json_t *msg)
             send_error(conn, "internal_error", "could not join the room; try again");
             return;
         }
-        room_broadcast_obj(room, NULL, user_event("user_joined", room, conn));
-        if (!user_in_room_elsewhere(room, conn))
-            room_broadcast_obj(room, NULL, presence(conn, "online"));
+        if (!announces(app, room)) {
+            send_json(conn, user_event("user_joined", room, conn)); /* the joiner's confirmation */
+        } else {
+            room_broadcast_obj(room, NULL, user_event("user_joined", room, conn));
+            if (!user_in_room_elsewhere(app, room, conn))
+                room_broadcast_obj(room, NULL, presence(conn, "online"));
+        }
     }
     /* A rejoining client names the last id it saw: it gets exactly what it
      * missed, and nothing can slip in between joining and reading. */
@@ -394,13 +408,14 @@ static void on_join(app_t *app, sb_conn_t *conn, json_t *msg)
 
 static void leave_room(app_t *app, sb_conn_t *conn, sb_room_t *room)
 {
-    (void)app;
+    int announce = announces(app, room);
     sb_room_leave(room, conn);
     json_t *ev = user_event("user_left", room, conn);
     char *s = dump(ev);
     if (!s)
         return;
-    sb_room_broadcast(room, NULL, SB_OP_TEXT, s, strlen(s));
+    if (announce)
+        sb_room_broadcast(room, NULL, SB_OP_TEXT, s, strlen(s));
     sb_conn_send(conn, SB_OP_TEXT, s, strlen(s)); /* the leaver's confirmation */
     free(s);
 }
@@ -662,7 +677,10 @@ static void ws_close(sb_hub_t *hub, sb_conn_t *conn, int code, void *data)
     if (rooms) {
         sb_conn_rooms(conn, rooms, n);
         for (size_t i = 0; i < n; i++) {
+            int announce = announces(app, rooms[i]);
             sb_room_leave(rooms[i], conn);
+            if (!announce)
+                continue;
             room_broadcast_obj(rooms[i], NULL, user_event("user_left", rooms[i], conn));
             if (last)
                 room_broadcast_obj(rooms[i], NULL, presence(conn, "offline"));

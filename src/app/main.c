@@ -45,6 +45,8 @@ static void usage(FILE *out)
             "  --history-max-age DURATION  drop messages older than this (default: keep;\n"
             "                           units ms, s, m, h, d)\n"
             "  --max-content BYTES      longest message content (default 4096)\n"
+            "  --presence-limit N       rooms with more members get no join, leave or\n"
+            "                           presence notices (default 1000; 0 = always)\n"
             "  --api-key KEY            require 'Authorization: Bearer KEY' on /api/*\n"
             "  -h, --help               show this help and exit\n"
             "  -V, --version            print the version and exit\n");
@@ -173,7 +175,8 @@ int main(int argc, char **argv)
         OPT_HIST_MAX,
         OPT_HIST_AGE,
         OPT_CONTENT,
-        OPT_API_KEY
+        OPT_API_KEY,
+        OPT_PRESENCE
     };
     static const struct option options[] = {
         {"host", required_argument, NULL, OPT_HOST},
@@ -189,6 +192,7 @@ int main(int argc, char **argv)
         {"history-size", required_argument, NULL, OPT_HIST},
         {"history-max", required_argument, NULL, OPT_HIST_MAX},
         {"history-max-age", required_argument, NULL, OPT_HIST_AGE},
+        {"presence-limit", required_argument, NULL, OPT_PRESENCE},
         {"max-content", required_argument, NULL, OPT_CONTENT},
         {"api-key", required_argument, NULL, OPT_API_KEY},
         {"help", no_argument, NULL, 'h'},
@@ -203,7 +207,7 @@ int main(int argc, char **argv)
     sb_hub_config_init(&hub_cfg);
     const char *data_dir = "data";
     const char *rooms = NULL;
-    app_t app = {.history_on_join = 50, .max_content = 4096};
+    app_t app = {.history_on_join = 50, .max_content = 4096, .presence_limit = 1000};
 
     opterr = 0;
     int opt;
@@ -264,16 +268,19 @@ int main(int argc, char **argv)
             break;
         case OPT_HIST:
         case OPT_HIST_MAX:
+        case OPT_PRESENCE:
         case OPT_CONTENT: {
             errno = 0;
             long long v = strtoll(optarg, &end, 10);
-            if (errno || *end || end == optarg || v < (opt == OPT_HIST_MAX ? 0 : 1) ||
-                v > 100000000)
+            int zero_ok = opt == OPT_HIST_MAX || opt == OPT_PRESENCE;
+            if (errno || *end || end == optarg || v < (zero_ok ? 0 : 1) || v > 100000000)
                 return bad_usage("a count wants a whole number (like 50), not '%s'", optarg);
             if (opt == OPT_HIST)
                 app.history_on_join = (size_t)v;
             else if (opt == OPT_HIST_MAX)
                 hub_cfg.history_max = (size_t)v;
+            else if (opt == OPT_PRESENCE)
+                app.presence_limit = (size_t)v;
             else
                 app.max_content = (size_t)v;
             break;

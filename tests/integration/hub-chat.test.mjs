@@ -538,3 +538,41 @@ describe('broadcast, typing, users, direct, ping', () => {
     }
   });
 });
+
+describe('--presence-limit', () => {
+  // Past the limit, a room's joins and leaves are not announced to every
+  // member (that would cost the square of the room's size); the joiner still
+  // gets its own confirmation and history, and messages flow as before.
+  test('rooms over the limit stop announcing joins and leaves', async () => {
+    const s = await startHub(['--presence-limit', '2']);
+    const [a, b, c] = await connectMany(s, 3, 'pl');
+    try {
+      await a.join('big', 'pl_a');
+      await b.join('big', 'pl_b');
+      await a.next('user_joined', { user_id: b.id });
+
+      c.send({ type: 'join', room: 'big', nickname: 'pl_c' });
+      const own = await c.next('user_joined', { user_id: c.id });
+      assert.equal(own.user_count, 3);
+      await c.next('history', { room: 'big' });
+
+      c.send({ type: 'message', room: 'big', content: 'hello big room' });
+      for (const x of [a, b, c]) await x.next('message', { content: 'hello big room' });
+      await a.sync();
+      a.assertNone('user_joined', { user_id: c.id }, 'no join notice past the limit');
+      a.assertNone('presence', { user_id: c.id }, 'no presence past the limit');
+
+      // Leaving a room of three (over the limit) is not announced either;
+      // back at two members, it is again.
+      c.send({ type: 'leave', room: 'big' });
+      await c.next('user_left', { user_id: c.id });
+      b.send({ type: 'leave', room: 'big' });
+      await a.next('user_left', { user_id: b.id });
+      await a.sync();
+      a.assertNone('user_left', { user_id: c.id }, 'no leave notice past the limit');
+    } finally {
+      await closeAll([a, b, c]);
+      await s.stop();
+    }
+  });
+});
