@@ -18,10 +18,13 @@ case "${1:-}" in
     ;;
 esac
 
-# Libraries and tools, checked through dpkg.
+# Libraries and tools, checked through dpkg. clang with its runtime
+# libraries (libclang-rt-14-dev: libFuzzer, the sanitizers) builds the fuzz
+# targets; valgrind runs the leak check of `make test`.
 packages=(build-essential cmake pkg-config libuv1-dev libssl-dev zlib1g-dev
-    libhttp-parser-dev libjansson-dev libcriterion-dev clang cppcheck
+    libhttp-parser-dev libjansson-dev libcriterion-dev clang libclang-rt-14-dev cppcheck
     libsqlite3-dev uthash-dev)
+((build_only)) || packages+=(valgrind)
 
 missing=()
 for pkg in "${packages[@]}"; do

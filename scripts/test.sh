@@ -2,15 +2,22 @@
 # Run every test suite against the sanitizer build (ASan + UBSan).
 # `make test` builds first and then calls this.
 #
-# Suites: static analysis (cppcheck), the unit tests (Criterion under ctest)
-# and the integration tests (node --test). The last line is "N passed,
-# N failed", counting tests over every suite; the exit status is non-zero if
-# anything failed.
+# Suites: static analysis (cppcheck), the unit tests (Criterion under ctest),
+# the integration tests (node --test), the libFuzzer targets (each run for
+# FUZZ_TEST_SECONDS, default 15, from the fuzz build) and a leak check of the
+# release server under valgrind. The last line is "N passed, N failed",
+# counting tests over every suite; the exit status is non-zero if anything
+# failed.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ASAN_BUILD=${ASAN_BUILD:-build-asan}
 [[ $ASAN_BUILD == /* ]] || ASAN_BUILD=$ROOT/$ASAN_BUILD
+BUILD=${BUILD:-build}
+[[ $BUILD == /* ]] || BUILD=$ROOT/$BUILD
+FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
+[[ $FUZZ_BUILD == /* ]] || FUZZ_BUILD=$ROOT/$FUZZ_BUILD
+FUZZ_TEST_SECONDS=${FUZZ_TEST_SECONDS:-15}
 
 # Anything the caller already set in these is kept and wins (it comes last).
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
@@ -62,6 +69,12 @@ count_tap() {
     awk '/^# pass / { p = $3 } /^# fail / { f = $3 } END { print p + 0, f + 0 }' "$1"
 }
 
+# tests/fuzz/run.sh and the valgrind driver print a "PASS name: ..." or
+# "FAIL name: ..." line per test.
+count_pass_fail() {
+    awk '/^PASS [^ ]+:/ { p++ } /^FAIL [^ ]+:/ { f++ } END { print p + 0, f + 0 }' "$1"
+}
+
 count_one() {
     if grep -q . "$1"; then echo "0 1"; else echo "1 0"; fi
 }
@@ -96,6 +109,22 @@ static_analysis() {
         -I "$ROOT/include" -I "$ROOT/src" "$ROOT/src" "$ROOT/bench" "$ROOT/tools"
 }
 
+# Each target fuzzes for a bounded time from its seeds: a test passes when
+# libFuzzer ends without a crash, leak, timeout or out-of-memory.
+fuzz_tests() {
+    "$ROOT/tests/fuzz/run.sh" test "$FUZZ_BUILD" "$FUZZ_TEST_SECONDS"
+}
+
+# The release binary (no sanitizer) under valgrind, driven through every kind
+# of traffic, then stopped with SIGTERM: no memory error, nothing lost.
+valgrind_check() {
+    if [[ ! -x $BUILD/switchboard ]]; then
+        echo "server binary $BUILD/switchboard is missing: run 'make test'" >&2
+        return 1
+    fi
+    node "$ROOT/tests/integration/valgrind/drive.mjs" "$BUILD/switchboard"
+}
+
 suite "static analysis (cppcheck)" count_one static_analysis
 
 if compgen -G "$ROOT/tests/unit/test_*.c" >/dev/null; then
@@ -109,6 +138,13 @@ if compgen -G "$ROOT/tests/integration/*.test.mjs" >/dev/null; then
 else
     echo "=== integration tests: none in tests/integration yet"
 fi
+
+if compgen -G "$ROOT/tests/fuzz/fuzz_*.c" >/dev/null; then
+    suite "fuzz (libFuzzer, ${FUZZ_TEST_SECONDS}s per target, ${FUZZ_BUILD#"$ROOT"/})" \
+        count_pass_fail fuzz_tests
+fi
+
+suite "leak check (valgrind, ${BUILD#"$ROOT"/}/switchboard)" count_pass_fail valgrind_check
 
 echo "$passed passed, $failed failed"
 ((failed == 0))
