@@ -68,4 +68,32 @@ static inline uint8_t *dup_exact(const void *p, size_t n)
     return d;
 }
 
+/* A growing byte string (a message being assembled, an event log, bytes
+ * received). Aborts when out of memory. */
+typedef struct {
+    uint8_t *p;
+    size_t len, cap;
+} bytes_t;
+
+static inline void put(bytes_t *b, const void *p, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n)
+            cap *= 2;
+        b->p = realloc(b->p, cap);
+        if (!b->p)
+            abort();
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->len, p, n);
+    b->len += n;
+}
+
+static inline void put_u32(bytes_t *b, uint32_t v)
+{
+    put(b, &v, sizeof v);
+}
+
 #endif /* SB_TESTS_FUZZ_H */

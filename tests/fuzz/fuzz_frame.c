@@ -25,32 +25,6 @@ typedef struct {
     uint64_t max_message, max_frame;
 } cfg_t;
 
-/* A growing byte string: the message being assembled, the event log. */
-typedef struct {
-    uint8_t *p;
-    size_t len, cap;
-} bytes_t;
-
-static void put(bytes_t *b, const void *p, size_t n)
-{
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n)
-            cap *= 2;
-        b->p = realloc(b->p, cap);
-        if (!b->p)
-            abort();
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->len, p, n);
-    b->len += n;
-}
-
-static void put_u32(bytes_t *b, uint32_t v)
-{
-    put(b, &v, sizeof v);
-}
 
 /* The message in progress, as the caller sees it. */
 typedef struct {

@@ -34,31 +34,6 @@ static const char *const lookups[] = {
     "x",
 };
 
-typedef struct {
-    uint8_t *p;
-    size_t len, cap;
-} bytes_t;
-
-static void put(bytes_t *b, const void *p, size_t n)
-{
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n)
-            cap *= 2;
-        b->p = realloc(b->p, cap);
-        if (!b->p)
-            abort();
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->len, p, n);
-    b->len += n;
-}
-
-static void put_u32(bytes_t *b, uint32_t v)
-{
-    put(b, &v, sizeof v);
-}
 
 /* An item [off, off+len) of the arena, NUL-terminated inside it. */
 static void check_item(const sb__http_req_t *r, uint32_t off, uint32_t len, const char *what)
