@@ -259,7 +259,6 @@ static void on_write(uv_write_t *req, int status)
     free(req);
     if (c->state == SB_CONN_CLOSED)
         return; /* cancelled by the close; the close callback frees the queue */
-    c->wreq = NULL;
     c->flags &= (uint16_t)~SB_F_WRITING;
     if (status < 0) {
         sb__conn_abort(c);
@@ -316,7 +315,6 @@ static void flush(sb_conn_t *c)
             sb__conn_abort(c);
             return;
         }
-        c->wreq = req;
         c->inflight = (uint32_t)total;
         c->flags |= SB_F_WRITING;
         return;

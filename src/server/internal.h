@@ -113,7 +113,6 @@ struct sb_conn_s {
     uint32_t inflight; /* bytes covered by the uv_write in flight */
     size_t head_off;
     size_t queued; /* bytes queued and not yet written */
-    uv_write_t *wreq;
 
     sb_request_t *req; /* HTTP phase only */
 
@@ -187,7 +186,6 @@ struct sb_server_s {
     uint32_t sweeps; /* sweep count, for the periodic heap trim */
 
     uint8_t *rbuf; /* SB_TAIL_ROOM + SB_READ_SIZE */
-    uint8_t rbuf_busy;
     char date[40]; /* cached IMF-fixdate for the Date header */
     uint64_t date_at;
 };
