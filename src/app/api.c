@@ -172,14 +172,7 @@ static void post_broadcast(sb_request_t *req, void *data)
         }
         reached = chat_publish(app, room, "server", "server", msg, NULL, NULL);
     } else {
-        char stamp[32];
-        chat_timestamp(chat_now_ms(), stamp);
-        json_t *obj = json_pack("{s:s, s:s, s:s, s:O, s:s}", "type", "broadcast", "from", "server",
-                                "nickname", "server", "content", msg, "timestamp", stamp);
-        char *s = json_dumps(obj, JSON_COMPACT);
-        json_decref(obj);
-        reached = s ? sb_hub_broadcast(app->hub, SB_OP_TEXT, s, strlen(s)) : SB_ENOMEM;
-        free(s);
+        reached = chat_broadcast(app, "server", "server", msg, NULL);
     }
     json_decref(body);
     if (reached < 0)

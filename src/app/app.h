@@ -49,6 +49,10 @@ void chat_timestamp(int64_t unix_ms, char out[32]);
  * Returns the connections reached or a negative SB_E*. */
 int chat_publish(app_t *app, sb_room_t *room, const char *from, const char *nickname,
                  json_t *content, json_t *data, json_t *metadata);
+/* Sends the protocol's `broadcast` to every /ws client. Returns the
+ * connections reached or a negative SB_E*. */
+int chat_broadcast(app_t *app, const char *from, const char *nickname, json_t *content,
+                   json_t *data);
 /* Is name a valid room name (1 to 64 bytes of letters, digits, '_', '-', '.', ':')? */
 int chat_room_name_valid(const char *name);
 

@@ -166,6 +166,17 @@ static const char *nick_claim(app_t *app, sb_conn_t *conn, const char *nick)
     return NULL;
 }
 
+/* Adds a message's optional body fields to obj (NULLs are skipped). */
+static void set_body(json_t *obj, json_t *content, json_t *data, json_t *metadata)
+{
+    if (content)
+        json_object_set(obj, "content", content);
+    if (data)
+        json_object_set(obj, "data", data);
+    if (metadata)
+        json_object_set(obj, "metadata", metadata);
+}
+
 /* ---- publishing -------------------------------------------------------- */
 
 int chat_publish(app_t *app, sb_room_t *room, const char *from, const char *nickname,
@@ -180,12 +191,7 @@ int chat_publish(app_t *app, sb_room_t *room, const char *from, const char *nick
                             from, "nickname", nickname, "timestamp", stamp);
     if (!obj)
         return SB_ENOMEM;
-    if (content)
-        json_object_set(obj, "content", content);
-    if (data)
-        json_object_set(obj, "data", data);
-    if (metadata)
-        json_object_set(obj, "metadata", metadata);
+    set_body(obj, content, data, metadata);
     char *s = dump(obj);
     if (!s)
         return SB_ENOMEM;
@@ -460,22 +466,26 @@ static void on_message(app_t *app, sb_conn_t *conn, json_t *msg)
         send_error(conn, "internal_error", "the message could not be stored; try again");
 }
 
+int chat_broadcast(app_t *app, const char *from, const char *nickname, json_t *content,
+                   json_t *data)
+{
+    json_t *obj = json_pack("{s:s, s:s, s:s, s:o}", "type", "broadcast", "from", from, "nickname",
+                            nickname, "timestamp", timestamp_json());
+    if (!obj)
+        return SB_ENOMEM;
+    set_body(obj, content, data, NULL);
+    char *s = dump(obj);
+    int r = s ? sb_hub_broadcast(app->hub, SB_OP_TEXT, s, strlen(s)) : SB_ENOMEM;
+    free(s);
+    return r;
+}
+
 static void on_broadcast(app_t *app, sb_conn_t *conn, json_t *msg)
 {
     json_t *content, *data;
     if (message_body(app, conn, msg, &content, &data))
         return;
-    json_t *obj =
-        json_pack("{s:s, s:s, s:s, s:o}", "type", "broadcast", "from", sb_conn_user_id(conn),
-                  "nickname", nickname_of(conn), "timestamp", timestamp_json());
-    if (content)
-        json_object_set(obj, "content", content);
-    if (data)
-        json_object_set(obj, "data", data);
-    char *s = dump(obj);
-    if (s)
-        sb_hub_broadcast(app->hub, SB_OP_TEXT, s, strlen(s));
-    free(s);
+    chat_broadcast(app, sb_conn_user_id(conn), nickname_of(conn), content, data);
 }
 
 static void on_typing(app_t *app, sb_conn_t *conn, json_t *msg)
@@ -575,10 +585,7 @@ static void on_direct(app_t *app, sb_conn_t *conn, json_t *msg)
     json_t *obj =
         json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", "direct", "from", sb_conn_user_id(conn),
                   "nickname", nickname_of(conn), "to", uid, "timestamp", timestamp_json());
-    if (content)
-        json_object_set(obj, "content", content);
-    if (data)
-        json_object_set(obj, "data", data);
+    set_body(obj, content, data, NULL);
     char *s = dump(obj);
     if (!s)
         return;

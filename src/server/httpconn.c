@@ -238,7 +238,7 @@ int sb_request_respond(sb_request_t *req, int status, const char *content_type, 
 
 /* Answers with a short plain-text body: the status line's words and what to
  * do about it. */
-static void respond_text(sb_request_t *req, int status, const char *headers, const char *text)
+void sb__http_respond_text(sb_request_t *req, int status, const char *headers, const char *text)
 {
     char body[256];
     int n = snprintf(body, sizeof body, "%d %s: %s\n", status, sb__http_status_text(status), text);
@@ -251,7 +251,7 @@ void sb__http_error(sb_conn_t *c, int status, const char *text)
 {
     sb__log(c->srv, SB_LOG_DEBUG, "%s: HTTP %d: %s", c->id, status, text);
     c->req->responded = 0;
-    respond_text(c->req, status, NULL, text);
+    sb__http_respond_text(c->req, status, NULL, text);
 }
 
 static void allow_header(char *out, size_t size, unsigned allowed)
@@ -300,15 +300,15 @@ static int dispatch(sb_conn_t *c, uint8_t *rest, size_t rest_len)
     req->query_off = req->query_len = 0;
     const http_parser *hp = &req->http.parser;
     if (hp->http_major != 1) {
-        respond_text(req, 505, NULL, "this server speaks HTTP/1.0 and HTTP/1.1");
+        sb__http_respond_text(req, 505, NULL, "this server speaks HTTP/1.0 and HTTP/1.1");
         return 0;
     }
     if (hp->http_minor >= 1 && !sb_request_header(req, "Host", NULL)) {
-        respond_text(req, 400, NULL, "an HTTP/1.1 request needs a Host header");
+        sb__http_respond_text(req, 400, NULL, "an HTTP/1.1 request needs a Host header");
         return 0;
     }
     if (split_target(req)) {
-        respond_text(req, 400, NULL, "the request target is not a valid path or URL");
+        sb__http_respond_text(req, 400, NULL, "the request target is not a valid path or URL");
         return 0;
     }
     unsigned method = sb_request_method(req);
@@ -318,7 +318,7 @@ static int dispatch(sb_conn_t *c, uint8_t *rest, size_t rest_len)
     const sb__route_t *route = sb__route_match(c->srv, path, path_len);
     req->route = route;
     if (!route) {
-        respond_text(req, 404, NULL, "nothing is served at this path");
+        sb__http_respond_text(req, 404, NULL, "nothing is served at this path");
         return 0;
     }
     if (route->is_ws) {
@@ -328,13 +328,13 @@ static int dispatch(sb_conn_t *c, uint8_t *rest, size_t rest_len)
     if (!(route->methods & method)) {
         char allow[128];
         allow_header(allow, sizeof allow, route->methods);
-        respond_text(req, 405, allow, "this path does not accept that method; see Allow");
+        sb__http_respond_text(req, 405, allow, "this path does not accept that method; see Allow");
         return 0;
     }
     route->handler(req, route->data);
     if (!req->responded) {
         sb__log(c->srv, SB_LOG_ERROR, "handler for %s did not answer", route->path);
-        respond_text(req, 500, NULL, "the handler gave no answer");
+        sb__http_respond_text(req, 500, NULL, "the handler gave no answer");
     }
     return 0;
 }

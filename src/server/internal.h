@@ -209,6 +209,8 @@ void sb__request_put(sb_conn_t *c); /* c->req back to the pool; c->req = NULL */
 void sb__request_pool_free(sb_server_t *srv);
 void sb__http_read(sb_conn_t *c, uint8_t *data, size_t len);
 void sb__http_error(sb_conn_t *c, int status, const char *text);
+/* Answers with a short plain-text body: "STATUS REASON: text". */
+void sb__http_respond_text(sb_request_t *req, int status, const char *headers, const char *text);
 const char *sb__http_status_text(int status);
 
 /* wsconn.c */

@@ -7,13 +7,6 @@
 
 #include "server/internal.h"
 
-static void refuse(sb_conn_t *c, int status, const char *headers, const char *text)
-{
-    char body[256];
-    int n = snprintf(body, sizeof body, "%d %s: %s\n", status, sb__http_status_text(status), text);
-    sb_request_respond(c->req, status, "text/plain; charset=utf-8", headers, body, (size_t)n);
-}
-
 static int version_is_13(const char *v, size_t len)
 {
     while (len && (*v == ' ' || *v == '\t')) {
@@ -34,38 +27,39 @@ void sb__wsconn_handshake(sb_conn_t *c, uint8_t *rest, size_t rest_len)
     const char *v;
 
     if (sb_request_method(req) != SB_METHOD_GET) {
-        refuse(c, 405, "Allow: GET\r\n", "a WebSocket endpoint takes only GET with an upgrade");
+        sb__http_respond_text(req, 405, "Allow: GET\r\n",
+                              "a WebSocket endpoint takes only GET with an upgrade");
         return;
     }
     v = sb_request_header(req, "Upgrade", &len);
     if (!v || !sb__token_list_has(v, len, "websocket")) {
-        refuse(c, 426, "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
-               "this is a WebSocket endpoint: connect with a WebSocket client");
+        sb__http_respond_text(req, 426, "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+                              "this is a WebSocket endpoint: connect with a WebSocket client");
         return;
     }
     if (h->parser.http_major < 1 || (h->parser.http_major == 1 && h->parser.http_minor < 1)) {
-        refuse(c, 400, NULL, "a WebSocket handshake needs HTTP/1.1");
+        sb__http_respond_text(req, 400, NULL, "a WebSocket handshake needs HTTP/1.1");
         return;
     }
     v = sb_request_header(req, "Connection", &len);
     if (!v || !sb__token_list_has(v, len, "upgrade")) {
-        refuse(c, 400, NULL, "the Connection header must include Upgrade");
+        sb__http_respond_text(req, 400, NULL, "the Connection header must include Upgrade");
         return;
     }
     if (!sb_request_header(req, "Host", NULL)) {
-        refuse(c, 400, NULL, "the handshake needs a Host header");
+        sb__http_respond_text(req, 400, NULL, "the handshake needs a Host header");
         return;
     }
     v = sb_request_header(req, "Sec-WebSocket-Version", &len);
     if (!v || !version_is_13(v, len)) {
-        refuse(c, 426, "Sec-WebSocket-Version: 13\r\n",
-               "unsupported WebSocket version: this server speaks version 13");
+        sb__http_respond_text(req, 426, "Sec-WebSocket-Version: 13\r\n",
+                              "unsupported WebSocket version: this server speaks version 13");
         return;
     }
     char accept[29];
     v = sb_request_header(req, "Sec-WebSocket-Key", &len);
     if (!v || sb__ws_accept_key(v, len, accept)) {
-        refuse(c, 400, NULL, "Sec-WebSocket-Key must be the base64 of 16 bytes");
+        sb__http_respond_text(req, 400, NULL, "Sec-WebSocket-Key must be the base64 of 16 bytes");
         return;
     }
     if (route->ws.on_upgrade) {
@@ -73,8 +67,8 @@ void sb__wsconn_handshake(sb_conn_t *c, uint8_t *rest, size_t rest_len)
         if (req->responded)
             return;
         if (status) {
-            refuse(c, status >= 400 && status < 600 ? status : 403, NULL,
-                   "the server refused this connection");
+            sb__http_respond_text(req, status >= 400 && status < 600 ? status : 403, NULL,
+                                  "the server refused this connection");
             return;
         }
     }

@@ -25,7 +25,6 @@ typedef struct {
     uint64_t max_message, max_frame;
 } cfg_t;
 
-
 /* The message in progress, as the caller sees it. */
 typedef struct {
     int opcode; /* 0: none */

@@ -34,7 +34,6 @@ static const char *const lookups[] = {
     "x",
 };
 
-
 /* An item [off, off+len) of the arena, NUL-terminated inside it. */
 static void check_item(const sb__http_req_t *r, uint32_t off, uint32_t len, const char *what)
 {

@@ -68,7 +68,6 @@
 /* Segments handled per input (the rest is ignored): keeps every run short. */
 #define MAX_SEGMENTS 48
 
-
 static void drop(bytes_t *b, size_t n)
 {
     memmove(b->p, b->p + n, b->len - n);
