@@ -96,6 +96,25 @@ typedef struct sb_server_s sb_server_t;
 typedef struct sb_conn_s sb_conn_t;
 typedef struct sb_request_s sb_request_t;
 
+/* One access-log entry: an HTTP request answered, or a WebSocket session
+ * ended. Strings are valid during the call only. */
+typedef struct sb_access_s {
+    int websocket;        /* 0: an HTTP request; 1: a WebSocket session */
+    const char *peer;     /* "ip:port" ("[ip6]:port") */
+    const char *method;   /* "GET", "POST", ... */
+    const char *path;     /* the request path, without the query */
+    int status;           /* HTTP status; 101 for a WebSocket session */
+    uint64_t duration_ms; /* HTTP: head received to answer queued; WebSocket: upgrade to close */
+    uint64_t bytes_in;    /* HTTP: request body; WebSocket: message payload bytes received */
+    uint64_t bytes_out;   /* HTTP: response body; WebSocket: message payload bytes sent */
+    uint64_t msgs_in;     /* WebSocket messages received (0 for HTTP) */
+    uint64_t msgs_out;    /* WebSocket messages sent (0 for HTTP) */
+    int close_code;       /* WebSocket: received, else sent, else 1006; 0 for HTTP */
+} sb_access_t;
+
+/* Receives an access-log entry (see sb_server_config_t.access_log). */
+typedef void (*sb_access_fn)(void *data, const sb_access_t *entry);
+
 typedef struct sb_server_config_s {
     const char *host; /* default "127.0.0.1" */
     int port;         /* default 8080; 0 picks a free port (see sb_server_port) */
@@ -116,7 +135,8 @@ typedef struct sb_server_config_s {
     uint64_t sweep_interval_ms; /* how often the timeout sweep runs; default 1 s */
     sb_log_level_t log_level;   /* default SB_LOG_INFO */
     sb_log_fn log;              /* default NULL: logging off */
-    void *log_data;
+    void *log_data;             /* passed to log and access_log */
+    sb_access_fn access_log;    /* default NULL: no access log */
 } sb_server_config_t;
 
 /* Fills cfg with the defaults listed above. */
@@ -152,6 +172,9 @@ int sb_server_run_once(sb_server_t *srv, int block);
  * when all are gone. Thread-safe and async-signal-safe (it only wakes the
  * loop). */
 void sb_server_stop(sb_server_t *srv, uint64_t timeout_ms);
+
+/* Changes the log level of a running server (e.g. on SIGHUP). Loop thread. */
+void sb_server_set_log_level(sb_server_t *srv, sb_log_level_t level);
 
 /* Number of open connections (HTTP and WebSocket). */
 size_t sb_server_conn_count(const sb_server_t *srv);

@@ -15,6 +15,31 @@ typedef struct raw_list_s {
     size_t n, cap;
 } raw_list_t;
 
+/* Authentication, origin checks and limits (auth.c). The configuration
+ * (config.c) fills these; zero values mean "off" unless said otherwise.
+ * Strings are owned by the configuration and may be replaced on SIGHUP. */
+typedef struct app_security_s {
+    int auth_required;            /* 0: anonymous mode (the default) */
+    const char *jwt_secret;       /* HS256 key, or NULL */
+    const char *jwt_public_key;   /* RS256 public key (PEM text), or NULL */
+    const char *jwt_cookie;       /* cookie a token may come in (default "token") */
+    const char *jwt_issuer;       /* `iss` must match when set */
+    const char *jwt_audience;     /* `aud` must match when set */
+    uint64_t token_warning_ms;    /* `token_expiring` this long before `exp` (default 60 s) */
+    int protect_stats;            /* /metrics, /stats and /status need the API key too */
+    char **allowed_origins;       /* besides the server's own origin; "*" allows any */
+    size_t nallowed_origins;
+    size_t max_connections;        /* WebSocket connections in total; 0 = no limit */
+    size_t max_connections_per_ip; /* 0 = no limit */
+    size_t max_rooms_per_conn;     /* 0 = no limit */
+    size_t max_rooms;              /* rooms in total; 0 = no limit */
+    size_t max_room_name;          /* bytes of a room name (default 64) */
+    double rate_messages;          /* messages per second per connection; 0 = off */
+    double rate_burst;             /* bucket size in messages (default 2 x rate) */
+    double rate_bytes;             /* bytes per second per connection; 0 = off */
+    unsigned rate_strikes;         /* rate_limited errors before close 1008 (default 10) */
+} app_security_t;
+
 typedef struct app_s {
     sb_server_t *server;
     sb_hub_t *hub;
@@ -27,6 +52,7 @@ typedef struct app_s {
     size_t max_content;     /* bytes of a message's content (default 4096) */
     size_t presence_limit;  /* rooms larger than this get no join/leave/presence
                                notices; 0 = no limit (default 1000) */
+    app_security_t sec;     /* authentication, origins, limits */
     chat_nick_t *nicks;     /* online nicknames (uthash head) */
     raw_list_t raw;         /* connections of /ws/raw */
 } app_t;

@@ -84,3 +84,8 @@ void sb_server_config_init(sb_server_config_t *cfg)
         .log_level = SB_LOG_INFO,
     };
 }
+
+void sb_server_set_log_level(sb_server_t *srv, sb_log_level_t level)
+{
+    srv->cfg.log_level = level;
+}
