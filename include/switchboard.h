@@ -319,6 +319,7 @@ typedef struct sb_metrics_s {
     uint64_t messages_in, messages_out;         /* WebSocket messages received / queued to peers */
     uint64_t bytes_in, bytes_out;               /* their payload bytes */
     uint64_t slow_consumers;                    /* connections closed for not reading */
+    uint64_t connections_shed; /* connections refused with 503 (out of file descriptors) */
     double messages_in_rate, messages_out_rate; /* per second, over the last second */
     double bytes_in_rate, bytes_out_rate;
     uint64_t uptime_ms;

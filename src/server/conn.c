@@ -1,28 +1,63 @@
 /* conn.c — a connection's socket life: accept, the read path (one loop-wide
  * buffer), the write queue (one writev per connection per loop iteration),
- * timeouts and the reaping of closed connections at a safe point. */
+ * timeouts and the reaping of closed connections at a safe point.
+ *
+ * A connection is a raw non-blocking socket in the server's own epoll set,
+ * which libuv watches as a single descriptor (server.c): it costs its fd and
+ * this struct, not a libuv stream handle of 248 bytes. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "server/internal.h"
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+/* ---- epoll interest --------------------------------------------------- */
+
+/* Brings the registered events in line with what the connection wants:
+ * input unless reading is paused, output while the socket is full. */
+static void update_interest(sb_conn_t *c)
+{
+    uint16_t want = (c->flags & SB_F_READ_PAUSED ? 0 : SB_F_EP_IN) |
+                    (c->flags & SB_F_WANT_WRITE ? SB_F_EP_OUT : 0);
+    if ((c->flags & (SB_F_EP_IN | SB_F_EP_OUT)) == want)
+        return;
+    struct epoll_event ev = {
+        .events = (want & SB_F_EP_IN ? EPOLLIN : 0u) | (want & SB_F_EP_OUT ? EPOLLOUT : 0u),
+        .data.ptr = c,
+    };
+    if (epoll_ctl(c->srv->epfd, EPOLL_CTL_MOD, c->fd, &ev)) {
+        sb__conn_abort(c);
+        return;
+    }
+    c->flags = (uint16_t)((c->flags & ~(SB_F_EP_IN | SB_F_EP_OUT)) | want);
+}
+
+static void pause_reading(sb_conn_t *c)
+{
+    c->flags |= SB_F_READ_PAUSED;
+    update_interest(c);
+}
+
+static void resume_reading(sb_conn_t *c)
+{
+    c->flags &= (uint16_t)~SB_F_READ_PAUSED;
+    c->last_read = uv_now(&c->srv->loop); /* we were not listening */
+    update_interest(c);
+}
 
 /* ---- accept and read -------------------------------------------------- */
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void conn_free(sb_conn_t *c)
 {
-    (void)suggested;
-    sb_conn_t *c = h->data;
-    buf->base = (char *)c->srv->rbuf + SB_TAIL_ROOM;
-    buf->len = SB_READ_SIZE;
-}
-
-static void on_tcp_closed(uv_handle_t *h)
-{
-    sb_conn_t *c = h->data;
     sb_server_t *srv = c->srv;
+    close(c->fd);
     for (uint32_t i = 0; i < c->q_count; i++)
         sb_msg_unref(c->q[(c->q_head + i) & (c->q_cap - 1)]);
     free(c->q);
@@ -33,35 +68,100 @@ static void on_tcp_closed(uv_handle_t *h)
     sb__slab_free(&srv->conn_slab, c);
 }
 
-void sb__conn_accept(sb_server_t *srv)
+/* Takes a freshly accepted socket in. Returns 0, or -1 (the caller closes
+ * fd) when out of memory. */
+static int conn_new(sb_server_t *srv, int fd)
 {
     if (srv->nconns == srv->conns_cap) {
         uint32_t cap = srv->conns_cap ? srv->conns_cap * 2 : 64;
         sb_conn_t **a = realloc(srv->conns, cap * sizeof *a);
         if (!a)
-            return; /* leave it in the backlog; we retry on the next accept */
+            return -1;
         srv->conns = a;
         srv->conns_cap = cap;
     }
     sb_conn_t *c = sb__slab_alloc(&srv->conn_slab);
     if (!c)
-        return;
-    uv_tcp_init(&srv->loop, &c->tcp);
-    c->tcp.data = c;
+        return -1;
+    c->fd = fd;
     c->srv = srv;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+        sb__slab_free(&srv->conn_slab, c);
+        return -1;
+    }
+    c->flags = SB_F_EP_IN;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->index = srv->nconns;
     srv->conns[srv->nconns++] = c;
-    if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&c->tcp)) {
-        c->state = SB_CONN_CLOSED;
-        uv_close((uv_handle_t *)&c->tcp, on_tcp_closed);
-        return;
-    }
-    uv_tcp_nodelay(&c->tcp, 1);
     snprintf(c->id, sizeof c->id, "c-%llx", (unsigned long long)++srv->next_conn_id);
     uint64_t now = uv_now(&srv->loop);
-    c->last_read = c->last_ping = c->last_progress = now;
+    c->last_read = c->last_ping = c->last_progress = c->opened = now;
     c->deadline = now + srv->cfg.handshake_timeout_ms;
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    return 0;
+}
+
+/* Out of file descriptors: accept one pending connection with the spare
+ * descriptor kept for this, tell it 503 and close it, so that the backlog
+ * does not fill with clients waiting for nothing (and the listener does not
+ * stay readable for ever). Without a spare, accepting pauses for a moment. */
+static void shed(sb_server_t *srv)
+{
+    static const char answer[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                                 "Content-Type: text/plain; charset=utf-8\r\n"
+                                 "Content-Length: 52\r\n"
+                                 "Retry-After: 1\r\n"
+                                 "Connection: close\r\n\r\n"
+                                 "503 Service Unavailable: the server is at capacity\n";
+    srv->metrics.connections_shed++;
+    uint64_t now = uv_now(&srv->loop);
+    if (now - srv->shed_logged_at >= 10000 || !srv->shed_logged_at) {
+        srv->shed_logged_at = now;
+        sb__log(srv, SB_LOG_WARN, "out of file descriptors (%u connections): refusing new ones",
+                srv->nconns);
+    }
+    if (srv->spare_fd < 0) {
+        sb__server_pause_accept(srv);
+        return;
+    }
+    close(srv->spare_fd);
+    int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t w = send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL);
+        (void)w; /* best effort: the client is refused either way */
+        close(fd);
+    }
+    srv->spare_fd = sb__spare_fd();
+}
+
+void sb__conn_accept(sb_server_t *srv)
+{
+    /* A bounded batch per wake-up: a connection storm must not starve the
+     * connections already open. */
+    for (int i = 0; i < 128; i++) {
+        int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                shed(srv);
+                if (srv->spare_fd < 0)
+                    return;
+                continue;
+            }
+            if (errno != EINTR && errno != ECONNABORTED && errno != EPROTO &&
+                errno != EPERM) {
+                sb__log(srv, SB_LOG_WARN, "accept failed: %s", strerror(errno));
+                return;
+            }
+            continue;
+        }
+        if (conn_new(srv, fd)) {
+            close(fd);
+            return;
+        }
+    }
 }
 
 void sb__conn_keep_tail(sb_conn_t *c, const uint8_t *p, size_t n)
@@ -77,22 +177,26 @@ void sb__conn_keep_tail(sb_conn_t *c, const uint8_t *p, size_t n)
     c->tail_len = (uint8_t)n;
 }
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+static void conn_read(sb_conn_t *c)
 {
-    sb_conn_t *c = stream->data;
-    if (nread == 0)
-        return;
+    uint8_t *data = c->srv->rbuf + SB_TAIL_ROOM;
+    ssize_t nread = read(c->fd, data, SB_READ_SIZE);
     if (nread < 0) {
-        /* EOF or reset. A WebSocket that ends without a close frame is
-         * reported as 1006 (close_code stays 0). */
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        sb__conn_abort(c);
+        return;
+    }
+    if (nread == 0) {
+        /* EOF. A WebSocket that ends without a close frame is reported as
+         * 1006 (close_code stays 0). */
         sb__conn_abort(c);
         return;
     }
     c->last_read = uv_now(&c->srv->loop);
-    if (c->state == SB_CONN_CLOSED || (c->flags & SB_F_SHUTDOWN))
+    if (c->flags & SB_F_SHUTDOWN)
         return; /* draining: the peer's bytes no longer matter */
 
-    uint8_t *data = (uint8_t *)buf->base;
     size_t len = (size_t)nread;
     if (c->state == SB_CONN_HTTP) {
         sb__http_read(c, data, len);
@@ -107,6 +211,24 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         c->tail_len = 0;
     }
     sb__wsconn_read(c, data, len);
+}
+
+static void flush(sb_conn_t *c);
+
+void sb__conn_io(sb_conn_t *c, uint32_t events)
+{
+    if (c->state == SB_CONN_CLOSED)
+        return; /* doomed earlier in this batch; reaped at the flush point */
+    if (events & EPOLLOUT) {
+        c->flags &= (uint16_t)~SB_F_WANT_WRITE;
+        flush(c);
+        if (c->state == SB_CONN_CLOSED)
+            return;
+    }
+    /* EPOLLHUP and EPOLLERR come even while input is not wanted: the read
+     * tells EOF or the error. */
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        conn_read(c);
 }
 
 /* ---- write queue ------------------------------------------------------ */
@@ -164,8 +286,7 @@ int sb__conn_queue(sb_conn_t *c, sb_msg_t *msg)
      * flood): its own output then bounds its input. */
     if (c->state != SB_CONN_HTTP && !(c->flags & SB_F_READ_PAUSED) &&
         c->queued > srv->cfg.max_queued_bytes / 2) {
-        c->flags |= SB_F_READ_PAUSED;
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        pause_reading(c);
     }
     return 0;
 }
@@ -189,31 +310,19 @@ static void consume(sb_conn_t *c, size_t n)
     }
 }
 
-/* Points bufs at the first SB_WRITE_BATCH queued messages, at most max bytes
- * of them; returns how many bufs and their total size in *total. */
-static uint32_t fill_bufs(const sb_conn_t *c, uv_buf_t *bufs, size_t max, size_t *total)
+/* Points iov at the first SB_WRITE_BATCH queued messages; returns how many
+ * and their total size in *total. */
+static int fill_iov(const sb_conn_t *c, struct iovec *iov, size_t *total)
 {
     uint32_t n = c->q_count < SB_WRITE_BATCH ? c->q_count : SB_WRITE_BATCH;
-    uint32_t i;
     *total = 0;
-    for (i = 0; i < n && *total < max; i++) {
-        const sb_msg_t *m = c->q[(c->q_head + i) & (c->q_cap - 1)];
+    for (uint32_t i = 0; i < n; i++) {
+        sb_msg_t *m = c->q[(c->q_head + i) & (c->q_cap - 1)];
         size_t off = i ? 0 : c->head_off;
-        size_t len = m->len - off;
-        if (len > max - *total)
-            len = max - *total;
-        bufs[i] = uv_buf_init((char *)m->data + off, (unsigned)len);
-        *total += len;
+        iov[i] = (struct iovec){m->data + off, m->len - off};
+        *total += m->len - off;
     }
-    return i;
-}
-
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-    sb_conn_t *c = req->data;
-    free(req);
-    if (status < 0 && status != UV_ECANCELED)
-        sb__conn_abort(c);
+    return (int)n;
 }
 
 /* The queue is empty: resume reading, or finish an orderly end. */
@@ -227,48 +336,18 @@ static void drained(sb_conn_t *c)
         c->q_cap = 0;
     }
     c->q_head = 0;
-    if ((c->flags & SB_F_READ_PAUSED) && !(c->flags & SB_F_SHUTDOWN)) {
-        c->flags &= (uint16_t)~SB_F_READ_PAUSED;
-        c->last_read = uv_now(&c->srv->loop); /* we were not listening */
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    }
+    if ((c->flags & SB_F_READ_PAUSED) && !(c->flags & SB_F_SHUTDOWN))
+        resume_reading(c);
     if (!(c->flags & SB_F_END_AFTER_FLUSH) || (c->flags & SB_F_SHUTDOWN))
         return;
     /* Half-close and keep reading until the peer's EOF (or close_timeout):
      * closing outright could turn our last bytes into a reset. */
     c->flags |= SB_F_SHUTDOWN;
     c->deadline = uv_now(&c->srv->loop) + c->srv->cfg.close_timeout_ms;
-    if (c->flags & SB_F_READ_PAUSED) {
-        c->flags &= (uint16_t)~SB_F_READ_PAUSED;
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    }
-    uv_shutdown_t *req = malloc(sizeof *req);
-    if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown)) {
-        free(req);
+    if (c->flags & SB_F_READ_PAUSED)
+        resume_reading(c);
+    if (shutdown(c->fd, SHUT_WR))
         sb__conn_abort(c);
-        return;
-    }
-    req->data = c;
-}
-
-static void flush(sb_conn_t *c);
-
-static void on_write(uv_write_t *req, int status)
-{
-    sb_conn_t *c = req->data;
-    free(req);
-    if (c->state == SB_CONN_CLOSED)
-        return; /* cancelled by the close; the close callback frees the queue */
-    c->flags &= (uint16_t)~SB_F_WRITING;
-    if (status < 0) {
-        sb__conn_abort(c);
-        return;
-    }
-    /* uv_write writes everything or fails: the covered bytes are done. */
-    consume(c, c->inflight);
-    c->inflight = 0;
-    c->last_progress = uv_now(&c->srv->loop);
-    flush(c);
 }
 
 static void reap(sb_conn_t *c)
@@ -277,48 +356,43 @@ static void reap(sb_conn_t *c)
         c->flags &= (uint16_t)~SB_F_UPGRADED;
         sb__wsconn_closed(c);
     }
-    uv_close((uv_handle_t *)&c->tcp, on_tcp_closed);
+    conn_free(c);
 }
 
+/* Writes what the socket takes; when it is full, waits for EPOLLOUT. */
 static void flush(sb_conn_t *c)
 {
-    if (c->flags & SB_F_WRITING)
-        return;
-    uv_buf_t bufs[SB_WRITE_BATCH];
+    if (c->flags & SB_F_WANT_WRITE)
+        return; /* the socket is full: EPOLLOUT says when it is not */
+    struct iovec iov[SB_WRITE_BATCH];
     while (c->q_count) {
         size_t total;
-        uint32_t n = fill_bufs(c, bufs, SIZE_MAX, &total);
-        int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
-        if (r == UV_EAGAIN)
-            r = 0;
+        struct msghdr mh = {.msg_iov = iov};
+        mh.msg_iovlen = (size_t)fill_iov(c, iov, &total);
+        /* sendmsg rather than writev: MSG_NOSIGNAL, so that a peer gone
+         * away is an error here and not a SIGPIPE for the embedder. */
+        ssize_t r = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
         if (r < 0) {
-            sb__conn_abort(c);
-            return;
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                sb__conn_abort(c);
+                return;
+            }
+            r = 0;
         }
         if (r > 0) {
             consume(c, (size_t)r);
             c->last_progress = uv_now(&c->srv->loop);
         }
-        if ((size_t)r == total)
-            continue; /* the whole batch went out: try the next one */
-
-        /* The socket is full: let libuv write the next chunk when it can. */
-        n = fill_bufs(c, bufs, SB_WRITE_CHUNK, &total);
-        uv_write_t *req = malloc(sizeof *req);
-        if (!req) {
-            sb__conn_abort(c);
+        if ((size_t)r < total) {
+            c->flags |= SB_F_WANT_WRITE;
+            update_interest(c);
             return;
         }
-        req->data = c;
-        if (uv_write(req, (uv_stream_t *)&c->tcp, bufs, n, on_write)) {
-            free(req);
-            sb__conn_abort(c);
-            return;
-        }
-        c->inflight = (uint32_t)total;
-        c->flags |= SB_F_WRITING;
-        return;
     }
+    if (c->flags & SB_F_EP_OUT)
+        update_interest(c);
     drained(c);
 }
 
@@ -457,9 +531,9 @@ size_t sb_conn_queued_bytes(const sb_conn_t *conn)
 int sb_conn_peer(const sb_conn_t *conn, char *buf, size_t size)
 {
     struct sockaddr_storage ss;
-    int len = sizeof ss;
+    socklen_t len = sizeof ss;
     char ip[48];
-    if (!size || uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&ss, &len))
+    if (!size || getpeername(conn->fd, (struct sockaddr *)&ss, &len))
         return SB_EINVAL;
     if (ss.ss_family == AF_INET6) {
         uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);

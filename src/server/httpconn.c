@@ -138,6 +138,8 @@ sb_request_t *sb__request_get(sb_conn_t *c)
     req->next_free = NULL;
     req->responded = 0;
     req->conn_data = NULL;
+    req->path_len = 0;
+    req->started = uv_now(&srv->loop);
     c->req = req;
     return req;
 }
@@ -189,6 +191,26 @@ static int keeps_alive(const sb_request_t *req, int status)
     return req->http.complete && req->http.keep_alive;
 }
 
+/* One access-log entry for an answered request. */
+static void log_access(const sb_request_t *req, int status, size_t body_out)
+{
+    const sb_conn_t *c = req->conn;
+    const sb_server_t *srv = c->srv;
+    char peer[64];
+    if (sb_conn_peer(c, peer, sizeof peer))
+        snprintf(peer, sizeof peer, "-");
+    sb_access_t e = {
+        .peer = peer,
+        .method = req->http.error ? "-" : sb_request_method_name(req),
+        .path = req->path_len ? sb_request_path(req, NULL) : "-",
+        .status = status,
+        .duration_ms = uv_now(&srv->loop) - req->started,
+        .bytes_in = req->http.body_len,
+        .bytes_out = body_out,
+    };
+    srv->cfg.access_log(srv->cfg.log_data, &e);
+}
+
 int sb_request_respond(sb_request_t *req, int status, const char *content_type, const char *headers,
                        const void *body, size_t len)
 {
@@ -229,6 +251,8 @@ int sb_request_respond(sb_request_t *req, int status, const char *content_type, 
         memcpy(p, body, send_body);
     int r = sb__conn_queue(c, m);
     sb_msg_unref(m);
+    if (c->srv->cfg.access_log)
+        log_access(req, status, send_body);
     if (!alive)
         sb__conn_end(c);
     else
@@ -297,6 +321,7 @@ static int dispatch(sb_conn_t *c, uint8_t *rest, size_t rest_len)
     sb_request_t *req = c->req;
     req->responded = 0;
     req->conn_data = NULL;
+    req->path_len = 0;
     req->query_off = req->query_len = 0;
     const http_parser *hp = &req->http.parser;
     if (hp->http_major != 1) {
@@ -359,5 +384,7 @@ void sb__http_read(sb_conn_t *c, uint8_t *data, size_t len)
         if (dispatch(c, data, len))
             return; /* now a WebSocket; the handshake consumed the rest */
         sb__http_req_next(&c->req->http);
+        c->req->path_len = 0;
+        c->req->started = uv_now(&c->srv->loop);
     }
 }

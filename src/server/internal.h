@@ -30,12 +30,10 @@
 #define SB_REQ_POOL 64
 #define SB_REQ_POOL_ARENA (16 * 1024)
 
-/* At most this many queued messages go into one writev. */
+/* At most this many queued messages go into one sendmsg. */
 #define SB_WRITE_BATCH 64
-/* A uv_write left to finish when the socket drains covers at most this many
- * bytes: its completion is the write timeout's only sign of progress, so it
- * must come often even for a slow reader. */
-#define SB_WRITE_CHUNK (64 * 1024)
+/* Readiness events taken from the server's epoll set per wake-up. */
+#define SB_EPOLL_BATCH 256
 
 struct sb_msg_s {
     uint32_t refs;
@@ -61,20 +59,22 @@ typedef enum {
     SB_CONN_HTTP = 0, /* reading HTTP requests */
     SB_CONN_WS,       /* WebSocket open */
     SB_CONN_CLOSING,  /* WebSocket close frame sent or received; draining */
-    SB_CONN_CLOSED,   /* doomed: reaped (on_close, uv_close) at the next flush, freed in
-                         libuv's close callback; nothing is read or sent any more */
+    SB_CONN_CLOSED,   /* doomed: reaped (on_close, close, free) at the next flush
+                         point; nothing is read or sent any more */
 } sb__conn_state_t;
 
 enum {
     SB_F_CLOSE_SENT = 1 << 0,
     SB_F_CLOSE_RECEIVED = 1 << 1,
     SB_F_END_AFTER_FLUSH = 1 << 2,    /* shut TCP down once the queue drains */
-    SB_F_SHUTDOWN = 1 << 3,           /* uv_shutdown issued: discard input until EOF */
-    SB_F_WRITING = 1 << 4,            /* a uv_write is in flight */
+    SB_F_SHUTDOWN = 1 << 3,           /* shutdown(SHUT_WR) done: discard input until EOF */
+    SB_F_WANT_WRITE = 1 << 4,         /* the socket was full: waiting for EPOLLOUT */
     SB_F_DIRTY = 1 << 5,              /* on the server's flush list */
     SB_F_READ_PAUSED = 1 << 6,        /* reading stopped: too much output queued */
     SB_F_STOP_AFTER_REQUEST = 1 << 7, /* server stopping: close after this response */
     SB_F_UPGRADED = 1 << 8,           /* the handshake succeeded: on_close is owed */
+    SB_F_EP_IN = 1 << 9,              /* registered for EPOLLIN */
+    SB_F_EP_OUT = 1 << 10,            /* registered for EPOLLOUT */
 };
 
 /* What a connection keeps while in the HTTP phase; freed at upgrade. */
@@ -86,12 +86,13 @@ struct sb_request_s {
     uint32_t path_len;
     uint32_t query_off, query_len; /* query_off 0: no query */
     void *conn_data;               /* becomes the connection's user data at upgrade */
+    uint64_t started;              /* loop time the request began (access log) */
     uint8_t responded;
     uint8_t head; /* HEAD request: no body in the answer */
 };
 
 struct sb_conn_s {
-    uv_tcp_t tcp;
+    int fd;
     sb_server_t *srv;
     sb_conn_t *next_dirty;
     uint32_t index; /* position in srv->conns */
@@ -104,13 +105,13 @@ struct sb_conn_s {
     uint64_t last_ping;     /* loop time of the last ping sent */
     uint64_t last_progress; /* loop time the write queue last moved (or was empty) */
     uint64_t deadline;      /* HTTP: head/idle deadline; CLOSING: close deadline */
+    uint64_t opened;        /* loop time of the accept, then of the upgrade */
 
     /* write queue: a ring of message references (q_cap is a power of two,
      * so positions wrap with a mask); the head message is partially
      * written up to head_off. */
     sb_msg_t **q;
     uint32_t q_head, q_count, q_cap;
-    uint32_t inflight; /* bytes covered by the uv_write in flight */
     size_t head_off;
     size_t queued; /* bytes queued and not yet written */
 
@@ -123,6 +124,8 @@ struct sb_conn_s {
     uint8_t *msg; /* reassembly of a message spanning reads or frames */
     size_t msg_len, msg_cap;
     uint16_t close_code; /* received, else sent, else 0 */
+    uint32_t msgs_in, msgs_out; /* WebSocket messages, for the access log */
+    uint64_t bytes_in, bytes_out;
     void *hub;           /* the hub's record of this connection, or NULL */
     void *user_data;
     char id[20];
@@ -139,7 +142,13 @@ struct sb_server_s {
     sb_server_config_t cfg;
     char *host;
     uv_loop_t loop;
-    uv_tcp_t listener;
+    int epfd;            /* the connections' epoll set */
+    uv_poll_t epoll;     /* libuv watches the set as one descriptor */
+    int listen_fd;       /* -1 until listening */
+    uv_poll_t listen_poll;
+    uv_timer_t accept_timer; /* resumes accepting after a pause (no descriptors) */
+    int spare_fd;            /* kept open to shed connections when descriptors run out */
+    uint64_t shed_logged_at;
     uv_prepare_t prepare; /* flush before the loop blocks */
     uv_check_t check;     /* flush after the loop's I/O */
     uv_timer_t sweep;
@@ -195,6 +204,7 @@ void sb__log(const sb_server_t *srv, sb_log_level_t level, const char *fmt, ...)
 
 /* conn.c */
 void sb__conn_accept(sb_server_t *srv);
+void sb__conn_io(sb_conn_t *c, uint32_t epoll_events);
 int sb__conn_queue(sb_conn_t *c, sb_msg_t *msg); /* takes a new reference */
 void sb__conn_end(sb_conn_t *c);                 /* shut down after the queue drains */
 void sb__conn_abort(sb_conn_t *c);               /* close TCP at the next flush point */
@@ -226,5 +236,9 @@ void sb__server_set_stop_hook(sb_server_t *srv, void (*fn)(void *data), void *da
 const sb__route_t *sb__route_match(const sb_server_t *srv, const char *path, size_t len);
 const char *sb__server_date(sb_server_t *srv);
 void sb__server_conn_gone(sb_server_t *srv, sb_conn_t *c);
+/* Stops accepting for a moment (out of descriptors with no spare). */
+void sb__server_pause_accept(sb_server_t *srv);
+/* A descriptor to keep in reserve (of /dev/null), or -1. */
+int sb__spare_fd(void);
 
 #endif /* SB_SERVER_INTERNAL_H */

@@ -1,8 +1,14 @@
 /* server.c — the loop, the listener, the route table, the timeout sweep and
  * graceful stop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -11,6 +17,11 @@
 
 static void on_stop(uv_async_t *a);
 static void on_post(uv_async_t *a);
+
+int sb__spare_fd(void)
+{
+    return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
 
 int sb_server_new(sb_server_t **out, const sb_server_config_t *cfg)
 {
@@ -31,10 +42,22 @@ int sb_server_new(sb_server_t **out, const sb_server_config_t *cfg)
     if (!srv->host || !srv->rbuf)
         goto fail;
     srv->cfg.host = srv->host;
+    srv->listen_fd = -1;
+    srv->spare_fd = -1;
+    srv->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (srv->epfd < 0)
+        goto fail;
     if (uv_loop_init(&srv->loop))
         goto fail;
     srv->loop.data = srv;
-    uv_tcp_init(&srv->loop, &srv->listener);
+    if (uv_poll_init(&srv->loop, &srv->epoll, srv->epfd)) {
+        uv_loop_close(&srv->loop);
+        goto fail;
+    }
+    srv->epoll.data = srv;
+    srv->spare_fd = sb__spare_fd();
+    uv_timer_init(&srv->loop, &srv->accept_timer);
+    srv->accept_timer.data = srv;
     uv_prepare_init(&srv->loop, &srv->prepare);
     uv_check_init(&srv->loop, &srv->check);
     uv_timer_init(&srv->loop, &srv->sweep);
@@ -45,7 +68,6 @@ int sb_server_new(sb_server_t **out, const sb_server_config_t *cfg)
     srv->post_async.data = srv;
     uv_mutex_init(&srv->post_lock);
     srv->posts_tail = &srv->posts;
-    srv->listener.data = srv;
     srv->prepare.data = srv;
     srv->check.data = srv;
     srv->sweep.data = srv;
@@ -54,6 +76,8 @@ int sb_server_new(sb_server_t **out, const sb_server_config_t *cfg)
     return 0;
 
 fail:
+    if (srv->epfd >= 0)
+        close(srv->epfd);
     free(srv->rbuf);
     free(srv->host);
     free(srv);
@@ -71,7 +95,10 @@ void sb_server_free(sb_server_t *srv)
         return;
     if (!srv->handles_closed) {
         /* Never ran: the handles are initialised but idle. */
-        uv_close((uv_handle_t *)&srv->listener, noop_close);
+        uv_close((uv_handle_t *)&srv->epoll, noop_close);
+        uv_close((uv_handle_t *)&srv->accept_timer, noop_close);
+        if (srv->listen_fd >= 0)
+            uv_close((uv_handle_t *)&srv->listen_poll, noop_close);
         uv_close((uv_handle_t *)&srv->prepare, noop_close);
         uv_close((uv_handle_t *)&srv->check, noop_close);
         uv_close((uv_handle_t *)&srv->sweep, noop_close);
@@ -88,6 +115,11 @@ void sb_server_free(sb_server_t *srv)
     }
     uv_mutex_destroy(&srv->post_lock);
     uv_loop_close(&srv->loop);
+    if (srv->listen_fd >= 0)
+        close(srv->listen_fd);
+    if (srv->spare_fd >= 0)
+        close(srv->spare_fd);
+    close(srv->epfd);
     for (size_t i = 0; i < srv->nroutes; i++)
         free(srv->routes[i].path);
     free(srv->routes);
@@ -191,14 +223,44 @@ const char *sb__server_date(sb_server_t *srv)
     return srv->date;
 }
 
-static void on_connection(uv_stream_t *listener, int status)
+static void on_listener(uv_poll_t *h, int status, int events)
 {
-    sb_server_t *srv = listener->data;
+    (void)events;
+    sb_server_t *srv = h->data;
     if (status < 0) {
-        sb__log(srv, SB_LOG_WARN, "accept failed: %s", uv_strerror(status));
+        sb__log(srv, SB_LOG_WARN, "listener: %s", uv_strerror(status));
         return;
     }
     sb__conn_accept(srv);
+}
+
+static void on_accept_timer(uv_timer_t *t)
+{
+    sb_server_t *srv = t->data;
+    if (srv->listening)
+        uv_poll_start(&srv->listen_poll, UV_READABLE, on_listener);
+}
+
+void sb__server_pause_accept(sb_server_t *srv)
+{
+    if (srv->spare_fd < 0)
+        srv->spare_fd = sb__spare_fd();
+    uv_poll_stop(&srv->listen_poll);
+    uv_timer_start(&srv->accept_timer, on_accept_timer, 100, 0);
+}
+
+/* The epoll set has events: hand each to its connection. Closed connections
+ * are only freed at the flush point, after this walk, so no event of a
+ * batch can point at freed memory. */
+static void on_epoll(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    sb_server_t *srv = h->data;
+    struct epoll_event ev[SB_EPOLL_BATCH];
+    int n = epoll_wait(srv->epfd, ev, SB_EPOLL_BATCH, 0);
+    for (int i = 0; i < n; i++)
+        sb__conn_io(ev[i].data.ptr, ev[i].events);
 }
 
 static void on_flush(uv_handle_t *h)
@@ -253,8 +315,8 @@ static void on_sweep(uv_timer_t *t)
     if (++srv->sweeps % (every ? every : 1) == 0)
         malloc_trim(0);
 #endif
-    /* Closing a connection only starts uv_close: nothing leaves the array
-     * until its close callback, so this walk is safe. */
+    /* Closing a connection only marks it: nothing leaves the array until
+     * the flush point, so this walk is safe. */
     for (uint32_t i = 0; i < srv->nconns; i++)
         sb__conn_sweep(srv->conns[i], now);
 }
@@ -272,21 +334,46 @@ int sb_server_listen(sb_server_t *srv)
                 uv_strerror(r));
         return SB_EADDR;
     }
-    r = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&addr, 0);
-    if (!r)
-        r = uv_listen((uv_stream_t *)&srv->listener, 1024, on_connection);
-    if (r) {
+    if (srv->listen_fd >= 0)
+        return SB_EINVAL;
+    socklen_t alen = addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                : sizeof(struct sockaddr_in);
+    int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        bind(fd, (struct sockaddr *)&addr, alen) || listen(fd, SOMAXCONN)) {
         sb__log(srv, SB_LOG_ERROR, "cannot listen on %s port %d: %s", srv->host, srv->cfg.port,
-                uv_strerror(r));
+                strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return SB_EADDR;
     }
     struct sockaddr_storage bound;
-    int len = sizeof bound;
-    uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &len);
+    alen = sizeof bound;
+    getsockname(fd, (struct sockaddr *)&bound, &alen);
     srv->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                   : ((struct sockaddr_in *)&bound)->sin_port);
+    if (uv_poll_init(&srv->loop, &srv->listen_poll, fd)) {
+        close(fd);
+        return SB_EADDR;
+    }
+    srv->listen_fd = fd;
+    srv->listen_poll.data = srv;
+    uv_poll_start(&srv->listen_poll, UV_READABLE, on_listener);
     srv->listening = 1;
     return 0;
+}
+
+/* Stops accepting for good: no more readiness, and the port is free again. */
+static void close_listener(sb_server_t *srv)
+{
+    if (!srv->listening)
+        return;
+    srv->listening = 0;
+    uv_close((uv_handle_t *)&srv->listen_poll, NULL); /* stops polling at once */
+    close(srv->listen_fd);
+    srv->listen_fd = -1;
+    uv_timer_stop(&srv->accept_timer);
 }
 
 static void close_server_handles(sb_server_t *srv)
@@ -294,8 +381,9 @@ static void close_server_handles(sb_server_t *srv)
     if (srv->handles_closed)
         return;
     srv->handles_closed = 1;
-    if (!uv_is_closing((uv_handle_t *)&srv->listener))
-        uv_close((uv_handle_t *)&srv->listener, NULL);
+    close_listener(srv);
+    uv_close((uv_handle_t *)&srv->epoll, NULL);
+    uv_close((uv_handle_t *)&srv->accept_timer, NULL);
     uv_close((uv_handle_t *)&srv->prepare, NULL);
     uv_close((uv_handle_t *)&srv->check, NULL);
     uv_close((uv_handle_t *)&srv->sweep, NULL);
@@ -337,9 +425,7 @@ static void on_stop(uv_async_t *a)
     sb__log(srv, SB_LOG_INFO, "shutting down: closing %u connection(s)", srv->nconns);
     if (srv->stop_hook)
         srv->stop_hook(srv->stop_hook_data);
-    if (srv->listening)
-        uv_close((uv_handle_t *)&srv->listener, NULL);
-    srv->listening = 0;
+    close_listener(srv);
     uv_timer_start(&srv->stop_timer, on_stop_timeout, srv->stop_timeout_ms, 0);
     for (uint32_t i = 0; i < srv->nconns; i++)
         sb__conn_stop(srv->conns[i]);
@@ -360,6 +446,7 @@ static void start_handles(sb_server_t *srv)
         return;
     srv->running = 1;
     srv->started_at = srv->rates_at = uv_now(&srv->loop);
+    uv_poll_start(&srv->epoll, UV_READABLE, on_epoll);
     uv_prepare_start(&srv->prepare, on_prepare);
     uv_check_start(&srv->check, on_check);
     uv_timer_start(&srv->sweep, on_sweep, srv->cfg.sweep_interval_ms, srv->cfg.sweep_interval_ms);

@@ -105,7 +105,7 @@ void sb__wsconn_handshake(sb_conn_t *c, uint8_t *rest, size_t rest_len)
     c->route = route;
     c->subprotocol = proto;
     sb__ws_reader_init(&c->reader, 1, srv->cfg.max_message_size, srv->cfg.max_frame_size);
-    c->last_read = c->last_ping = uv_now(&srv->loop);
+    c->last_read = c->last_ping = c->opened = uv_now(&srv->loop);
     sb__log(srv, SB_LOG_DEBUG, "%s: WebSocket open on %s", c->id, route->path);
     if (route->ws.on_open)
         route->ws.on_open(c, route->ws.data);
@@ -185,8 +185,28 @@ void sb__wsconn_closed(sb_conn_t *c)
 {
     const sb__route_t *route = c->route;
     int code = c->close_code ? c->close_code : SB_CLOSE_ABNORMAL;
-    c->srv->metrics.connections--;
-    sb__log(c->srv, SB_LOG_DEBUG, "%s: WebSocket closed (%d)", c->id, code);
+    sb_server_t *srv = c->srv;
+    srv->metrics.connections--;
+    sb__log(srv, SB_LOG_DEBUG, "%s: WebSocket closed (%d)", c->id, code);
+    if (srv->cfg.access_log) {
+        char peer[64];
+        if (sb_conn_peer(c, peer, sizeof peer))
+            snprintf(peer, sizeof peer, "-");
+        sb_access_t e = {
+            .websocket = 1,
+            .peer = peer,
+            .method = "GET",
+            .path = route->path,
+            .status = 101,
+            .duration_ms = uv_now(&srv->loop) - c->opened,
+            .bytes_in = c->bytes_in,
+            .bytes_out = c->bytes_out,
+            .msgs_in = c->msgs_in,
+            .msgs_out = c->msgs_out,
+            .close_code = code,
+        };
+        srv->cfg.access_log(srv->cfg.log_data, &e);
+    }
     if (route->ws.on_close)
         route->ws.on_close(c, code, "", 0, route->ws.data);
 }
@@ -209,6 +229,8 @@ static void deliver(sb_conn_t *c, int opcode, const uint8_t *data, size_t len)
         return;
     c->srv->metrics.messages_in++;
     c->srv->metrics.bytes_in += len;
+    c->msgs_in++;
+    c->bytes_in += len;
     if (c->route->ws.on_message)
         c->route->ws.on_message(c, opcode, data, len, c->route->ws.data);
 }
@@ -329,8 +351,11 @@ int sb_conn_send_msg(sb_conn_t *conn, sb_msg_t *msg)
         return SB_ECLOSED;
     int r = sb__conn_queue(conn, msg);
     if (r == 0) {
+        size_t n = payload_len(msg);
         conn->srv->metrics.messages_out++;
-        conn->srv->metrics.bytes_out += payload_len(msg);
+        conn->srv->metrics.bytes_out += n;
+        conn->msgs_out++;
+        conn->bytes_out += n;
     }
     return r;
 }

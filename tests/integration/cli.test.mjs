@@ -92,7 +92,7 @@ describe('command line', () => {
     try {
       const r = await run(['--host', '127.0.0.1', '--port', String(port)]);
       assert.equal(r.code, 1, `exit code (stderr: ${r.stderr})`);
-      assert.match(r.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1 port ${port}: address already in use`));
+      assert.match(r.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1 port ${port}: address already in use`, "i"));
       assert.match(r.stderr, /switchboard: cannot start/);
       assert.equal(r.stdout, '', 'no listening line');
     } finally {

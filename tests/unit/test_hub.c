@@ -5,6 +5,7 @@
  * traffic flows. The harness (a server on 127.0.0.1 port 0, raw clients) is
  * hub_harness.h. */
 #include <pthread.h>
+#include <sys/socket.h>
 
 #include "hub_harness.h"
 
@@ -540,7 +541,7 @@ Test(hub_closing, a_slow_consumer_is_closed_after_the_fanout_not_during)
     connect_clients(3);
     size_t slow = connect_client_rcvbuf(4096);
     int small = 4096;
-    cr_assert_eq(uv_send_buffer_size((uv_handle_t *)&conn_of(slow)->tcp, &small), 0);
+    cr_assert_eq(setsockopt(conn_of(slow)->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
     sb_room_t *r = sb_hub_room_create(fx.hub, "r");
     for (size_t i = 0; i < 4; i++)
         sb_room_join(r, conn_of(i));
