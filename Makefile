@@ -6,6 +6,9 @@
 #   make fuzz-merge  add what `make fuzz` found (new coverage only) to tests/fuzz/corpus
 #   make bench    install and build the peer servers, then benchmark Switchboard
 #                 against them (bench/README.md); never part of `make test`
+#   make soak     thousands of chat clients for minutes under faults (churn, slow
+#                 consumers, garbage, dropped connections) against the release
+#                 build; SOAK_ARGS passes options (node bench/soak.mjs --help)
 #
 # Variables: BUILD (build dir), ASAN_BUILD, FUZZ_BUILD, JOBS, ARGS (server
 # arguments), PREFIX, FUZZ_SECONDS (make fuzz, per target), FUZZ_TEST_SECONDS
@@ -24,7 +27,7 @@ FUZZ_TARGETS      ?=
 # cmake --build runs make below us; keep its output free of directory chatter.
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all build run test install clean format bench bench-setup fuzz fuzz-build fuzz-merge
+.PHONY: all build run test install clean format bench bench-setup fuzz fuzz-build fuzz-merge soak
 
 all: build
 
@@ -71,6 +74,14 @@ bench-setup:
 
 bench: bench-setup
 	BUILD=$(BUILD) bench/run.sh
+
+# Soak under faults (bench/README.md, "Soak"): 3 minutes, 2,000 clients in 20
+# rooms plus churners, slow consumers and garbage senders; prints a summary
+# and fails when a check does not hold. The short version is in `make test`.
+SOAK_ARGS ?=
+soak: build
+	@scripts/deps.sh
+	node bench/soak.mjs --bin $(BUILD)/switchboard $(SOAK_ARGS)
 
 # The install prefix is baked into switchboard.pc, so set it before installing.
 install: build

@@ -137,6 +137,19 @@ typedef struct sb_server_config_s {
     sb_log_fn log;              /* default NULL: logging off */
     void *log_data;             /* passed to log and access_log */
     sb_access_fn access_log;    /* default NULL: no access log */
+    /* TLS (https:// and wss://) on a second port, beside the plain one. On
+     * when tls_cert is set; tls_key must be set with it. TLS 1.2 and 1.3
+     * only, modern ciphers, ALPN http/1.1. */
+    const char *tls_cert; /* PEM certificate chain file, the server's first; default NULL */
+    const char *tls_key;  /* PEM private key file (unencrypted); default NULL */
+    int tls_port;         /* default 8443; 0 picks a free port (see sb_server_tls_port) */
+    /* permessage-deflate (RFC 7692), when a client offers it */
+    int compression;             /* default 1: accept offers; 0: decline them */
+    int compression_level;       /* zlib level 1-9 (0: never compress what is sent); default 6 */
+    size_t compression_min_size; /* messages shorter are sent uncompressed; default 64 */
+    int compression_context_takeover; /* default 0: every message compressed on its own, so no
+                                         zlib state per connection and a broadcast is compressed
+                                         once for all; 1: better ratios, ~300 KB per connection */
 } sb_server_config_t;
 
 /* Fills cfg with the defaults listed above. */
@@ -155,6 +168,20 @@ int sb_server_listen(sb_server_t *srv);
 
 /* The port actually bound (useful with port 0), or 0 before listening. */
 int sb_server_port(const sb_server_t *srv);
+
+/* The TLS port actually bound, or 0 when TLS is off or before listening. */
+int sb_server_tls_port(const sb_server_t *srv);
+
+/* Checks that a certificate chain and key file can serve TLS (readable
+ * PEM, the key matches the certificate), as sb_server_listen would. Returns
+ * 0, or SB_EINVAL with err saying why. For configuration checks. */
+int sb_tls_check_files(const char *cert_file, const char *key_file, char *err, size_t err_size);
+
+/* Loads the TLS certificate and key again (from the same files), for new
+ * connections; open ones keep theirs. On failure the old ones stay, and err
+ * (may be NULL) says why. Returns 0, SB_EINVAL (TLS off, or bad files) or
+ * SB_ENOMEM. Loop thread. */
+int sb_server_tls_reload(sb_server_t *srv, char *err, size_t err_size);
 
 /* Runs the loop until sb_server_stop() is called and every connection is
  * gone. Returns 0 or SB_EIO. */
@@ -218,6 +245,8 @@ const char *sb_request_query(const sb_request_t *req, size_t *len);
 const char *sb_request_header(const sb_request_t *req, const char *name, size_t *len);
 const void *sb_request_body(const sb_request_t *req, size_t *len);
 sb_server_t *sb_request_server(const sb_request_t *req);
+/* The connection the request came on (its peer, its TLS). */
+sb_conn_t *sb_request_conn(const sb_request_t *req);
 /* In a WebSocket route's on_upgrade: the value the connection's user data
  * slot (sb_conn_get_data) starts with, e.g. the user a token names. If the
  * upgrade is refused, the caller still owns it. */
@@ -293,9 +322,13 @@ int sb_conn_close(sb_conn_t *conn, int code, const char *reason);
 const char *sb_conn_id(const sb_conn_t *conn);
 /* The subprotocol selected at handshake, or NULL. */
 const char *sb_conn_subprotocol(const sb_conn_t *conn);
+
 /* Writes the peer address as text ("127.0.0.1:53122", "[::1]:53122") into
- * buf. Returns 0, or SB_EINVAL when the socket has no peer any more. */
+ * buf, as it was at the accept (so also after the peer is gone). Returns 0,
+ * or SB_EINVAL (size 0, or an address that is not IP). */
 int sb_conn_peer(const sb_conn_t *conn, char *buf, size_t size);
+/* 1 when the connection came through the TLS port (https://, wss://). */
+int sb_conn_is_tls(const sb_conn_t *conn);
 void *sb_conn_get_data(const sb_conn_t *conn);
 void sb_conn_set_data(sb_conn_t *conn, void *data);
 sb_server_t *sb_conn_server(const sb_conn_t *conn);
@@ -320,6 +353,10 @@ typedef struct sb_metrics_s {
     uint64_t bytes_in, bytes_out;               /* their payload bytes */
     uint64_t slow_consumers;                    /* connections closed for not reading */
     uint64_t connections_shed; /* connections refused with 503 (out of file descriptors) */
+    uint64_t deflate_messages;  /* messages sent compressed (permessage-deflate) */
+    uint64_t deflate_bytes_in;  /* their payload bytes before compression */
+    uint64_t deflate_bytes_out; /* and after (on the wire) */
+    uint64_t inflate_messages;  /* compressed messages received */
     double messages_in_rate, messages_out_rate; /* per second, over the last second */
     double bytes_in_rate, bytes_out_rate;
     uint64_t uptime_ms;

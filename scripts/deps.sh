@@ -62,18 +62,20 @@ fi
 
 ((build_only)) && exit 0
 
-# npm packages of the integration tests, reinstalled when the manifest or the
-# lock file is newer than what node_modules was installed from.
-itest="$ROOT/tests/integration"
-if [[ -f $itest/package.json ]]; then
+# npm packages of the integration tests and of the browser tests (e2e:
+# playwright-core, which drives Debian's chromium and downloads no browser),
+# reinstalled when the manifest or the lock file is newer than what
+# node_modules was installed from.
+for itest in "$ROOT/tests/integration" "$ROOT/tests/e2e"; do
+    [[ -f $itest/package.json ]] || continue
     stamp="$itest/node_modules/.package-lock.json"
     if [[ ! -f $stamp || $itest/package.json -nt $stamp ||
         ( -f $itest/package-lock.json && $itest/package-lock.json -nt $stamp ) ]]; then
-        echo "deps: installing npm packages in tests/integration"
+        echo "deps: installing npm packages in ${itest#"$ROOT"/}"
         if [[ -f $itest/package-lock.json ]]; then
             (cd "$itest" && npm ci --no-audit --no-fund)
         else
             (cd "$itest" && npm install --no-audit --no-fund)
         fi
     fi
-fi
+done

@@ -3,7 +3,8 @@
 # `make test` builds first and then calls this.
 #
 # Suites: static analysis (cppcheck), the unit tests (Criterion under ctest),
-# the integration tests (node --test), the libFuzzer targets (each run for
+# the integration tests (node --test), the browser tests (node --test driving
+# Debian's Chromium through playwright-core), the libFuzzer targets (each run for
 # FUZZ_TEST_SECONDS, default 15, from the fuzz build) and a leak check of the
 # release server under valgrind. The last line is "N passed, N failed",
 # counting tests over every suite; the exit status is non-zero if anything
@@ -103,6 +104,21 @@ integration_tests() (
     node --test "${flags[@]}" .
 )
 
+# The chat, the dashboard and switchboard.js in Debian's Chromium (headless,
+# through playwright-core) against the sanitizer build. Screenshots go to
+# tests/e2e/output/.
+browser_tests() (
+    export SB_BIN=$ASAN_BUILD/switchboard
+    if [[ ! -x $SB_BIN ]]; then
+        echo "server binary $SB_BIN is missing: run 'make test'" >&2
+        return 1
+    fi
+    cd "$ROOT/tests/e2e" || return 1
+    local flags=()
+    node --test-concurrency=1 -e 0 2>/dev/null && flags+=(--test-concurrency=1)
+    node --test "${flags[@]}" .
+)
+
 static_analysis() {
     cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
         --std=c11 -D_GNU_SOURCE -DSB_VERSION='"0"' --inline-suppr \
@@ -137,6 +153,10 @@ if compgen -G "$ROOT/tests/integration/*.test.mjs" >/dev/null; then
     suite "integration tests (node --test, tests/integration)" count_tap integration_tests
 else
     echo "=== integration tests: none in tests/integration yet"
+fi
+
+if compgen -G "$ROOT/tests/e2e/*.test.mjs" >/dev/null; then
+    suite "browser tests (playwright, tests/e2e)" count_tap browser_tests
 fi
 
 if compgen -G "$ROOT/tests/fuzz/fuzz_*.c" >/dev/null; then

@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "app/app.h"
+#include "app/auth.h"
 
 static void respond_json(sb_request_t *req, int status, json_t *obj)
 {
@@ -39,8 +42,9 @@ static int authorized(app_t *app, sb_request_t *req)
     size_t len;
     const char *v = sb_request_header(req, "Authorization", &len);
     size_t klen = strlen(app->api_key);
+    /* CRYPTO_memcmp: how long the comparison takes says nothing about the key. */
     if (v && len == 7 + klen && strncmp(v, "Bearer ", 7) == 0 &&
-        memcmp(v + 7, app->api_key, klen) == 0)
+        CRYPTO_memcmp(v + 7, app->api_key, klen) == 0)
         return 1;
     sb_request_respond(req, 401, "application/json",
                        "WWW-Authenticate: Bearer realm=\"switchboard\"\r\n",
@@ -49,6 +53,21 @@ static int authorized(app_t *app, sb_request_t *req)
                        strlen("{\"code\":\"unauthorized\",\"error\":\"send the API key as "
                               "Authorization: Bearer KEY\"}\n"));
     return 0;
+}
+
+/* /stats, /status and /metrics are open unless protect_stats puts them
+ * behind the API key (and with no key to check, nobody gets them). */
+static int stats_authorized(app_t *app, sb_request_t *req)
+{
+    if (!app->sec.protect_stats)
+        return 1;
+    if (!app->api_key) {
+        respond_error(req, 403, "forbidden",
+                      "the statistics are protected (protect_stats) but the server has no "
+                      "api_key to check: set api_key");
+        return 0;
+    }
+    return authorized(app, req);
 }
 
 /* Parses a JSON object body; answers 400/415 and returns NULL when it is not
@@ -90,17 +109,70 @@ static json_t *stats(app_t *app)
         (json_int_t)(m.uptime_ms / 1000));
 }
 
+/* The server's counters beyond seed 000's: descriptors, compression. */
+static void server_stats(app_t *app, json_t *obj)
+{
+    sb_metrics_t m;
+    sb_server_metrics(app->server, &m);
+    json_object_set_new(obj, "connections_shed", json_integer((json_int_t)m.connections_shed));
+    json_object_set_new(obj, "compressed_messages_sent",
+                        json_integer((json_int_t)m.deflate_messages));
+    json_object_set_new(obj, "compressed_bytes_before",
+                        json_integer((json_int_t)m.deflate_bytes_in));
+    json_object_set_new(obj, "compressed_bytes_after",
+                        json_integer((json_int_t)m.deflate_bytes_out));
+    json_object_set_new(obj, "compressed_messages_received",
+                        json_integer((json_int_t)m.inflate_messages));
+}
+
+/* Prometheus lines for server_stats' counters; returns the bytes written. */
+static size_t server_metrics(const sb_metrics_t *m, char *out, size_t size)
+{
+    int n = snprintf(
+        out, size,
+        "# HELP switchboard_connections_shed_total Connections refused with 503 when file "
+        "descriptors ran out.\n"
+        "# TYPE switchboard_connections_shed_total counter\n"
+        "switchboard_connections_shed_total %llu\n"
+        "# HELP switchboard_deflate_messages_total Messages compressed (permessage-deflate); a "
+        "broadcast counts once.\n"
+        "# TYPE switchboard_deflate_messages_total counter\n"
+        "switchboard_deflate_messages_total %llu\n"
+        "# HELP switchboard_deflate_bytes_in_total Bytes of those messages before compression.\n"
+        "# TYPE switchboard_deflate_bytes_in_total counter\n"
+        "switchboard_deflate_bytes_in_total %llu\n"
+        "# HELP switchboard_deflate_bytes_out_total Bytes of those messages compressed.\n"
+        "# TYPE switchboard_deflate_bytes_out_total counter\n"
+        "switchboard_deflate_bytes_out_total %llu\n"
+        "# HELP switchboard_inflate_messages_total Compressed messages received.\n"
+        "# TYPE switchboard_inflate_messages_total counter\n"
+        "switchboard_inflate_messages_total %llu\n",
+        (unsigned long long)m->connections_shed, (unsigned long long)m->deflate_messages,
+        (unsigned long long)m->deflate_bytes_in, (unsigned long long)m->deflate_bytes_out,
+        (unsigned long long)m->inflate_messages);
+    return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+}
+
 static void get_stats(sb_request_t *req, void *data)
 {
-    respond_json(req, 200, stats(data));
+    if (!stats_authorized(data, req))
+        return;
+    json_t *obj = stats(data);
+    if (obj) {
+        auth_stats(data, obj); /* refusals, rate limiting, token expiry */
+        server_stats(data, obj);
+    }
+    respond_json(req, 200, obj);
 }
 
 static void get_metrics(sb_request_t *req, void *data)
 {
     app_t *app = data;
+    if (!stats_authorized(app, req))
+        return;
     sb_metrics_t m;
     sb_server_metrics(app->server, &m);
-    char body[2048];
+    char body[8192];
     int n = snprintf(
         body, sizeof body,
         "# HELP switchboard_connections Open WebSocket connections.\n"
@@ -138,6 +210,10 @@ static void get_metrics(sb_request_t *req, void *data)
         (unsigned long long)m.messages_in, (unsigned long long)m.messages_out,
         (unsigned long long)m.bytes_in, (unsigned long long)m.bytes_out,
         (unsigned long long)m.slow_consumers, (unsigned long long)(m.uptime_ms / 1000));
+    if (n < 0 || (size_t)n >= sizeof body)
+        n = n < 0 ? 0 : (int)sizeof body - 1;
+    n += (int)auth_metrics(app, body + n, sizeof body - (size_t)n);
+    n += (int)server_metrics(&m, body + n, sizeof body - (size_t)n);
     sb_request_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, body, (size_t)n);
 }
 
@@ -247,8 +323,17 @@ static void room_resource(sb_request_t *req, void *data)
         return;
     }
     sb_room_t *room = sb_hub_room(app->hub, room_name);
-    if (!room && messages && !app->fixed_rooms && chat_room_name_valid(room_name))
+    if (!room && messages && !app->fixed_rooms && chat_room_name_valid(room_name) &&
+        strlen(room_name) <= auth_room_name_max(app)) {
+        if (app->sec.max_rooms && sb_hub_rooms(app->hub, NULL, 0) >= app->sec.max_rooms) {
+            auth_count_refusal(app, AUTH_REFUSED_ROOM_LIMIT);
+            respond_error(req, 403, "room_limit",
+                          "the server has as many rooms as it allows (max_rooms); post to an "
+                          "existing room");
+            return;
+        }
         room = sb_hub_room_create(app->hub, room_name);
+    }
     if (!room) {
         respond_error(req, 404, "room_not_found", "there is no room of that name");
         return;

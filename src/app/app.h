@@ -12,6 +12,7 @@
 typedef struct chat_nick_s chat_nick_t;
 typedef struct raw_list_s {
     sb_conn_t **conns;
+    struct auth_conn_s **sec; /* each connection's auth state (auth.h), or NULL */
     size_t n, cap;
 } raw_list_t;
 
@@ -53,8 +54,13 @@ typedef struct app_s {
     size_t presence_limit;  /* rooms larger than this get no join/leave/presence
                                notices; 0 = no limit (default 1000) */
     app_security_t sec;     /* authentication, origins, limits */
+    struct auth_s *auth;    /* their run-time state and counters (auth.c) */
     chat_nick_t *nicks;     /* online nicknames (uthash head) */
     raw_list_t raw;         /* connections of /ws/raw */
+    /* operations (main.c, log.c) */
+    int access_log;            /* write an access line per request and session */
+    sb_metrics_t stats_last;   /* counters at the previous stats line */
+    uint64_t stats_last_ms;    /* loop time of the previous stats line */
 } app_t;
 
 /* Registers every route of the server application. Returns 0 or SB_E*. */
@@ -81,5 +87,7 @@ int chat_broadcast(app_t *app, const char *from, const char *nickname, json_t *c
                    json_t *data);
 /* Is name a valid room name (1 to 64 bytes of letters, digits, '_', '-', '.', ':')? */
 int chat_room_name_valid(const char *name);
+/* Sends the protocol's {"type":"error","code":code,"error":text} to one connection. */
+void chat_send_error(sb_conn_t *conn, const char *code, const char *text);
 
 #endif /* SB_APP_APP_H */

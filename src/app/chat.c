@@ -9,6 +9,7 @@
 #include <uthash.h>
 
 #include "app/app.h"
+#include "app/auth.h"
 
 #define NICK_MAX 32
 #define DEFAULT_ROOM "general"
@@ -67,6 +68,11 @@ static void send_error(sb_conn_t *conn, const char *code, const char *text)
 {
     send_json(conn, json_pack("{s:s, s:s, s:s, s:o}", "type", "error", "code", code, "error", text,
                               "timestamp", timestamp_json()));
+}
+
+void chat_send_error(sb_conn_t *conn, const char *code, const char *text)
+{
+    send_error(conn, code, text);
 }
 
 static int room_broadcast_obj(sb_room_t *room, const sb_conn_t *except, json_t *obj)
@@ -313,7 +319,7 @@ static int announces(const app_t *app, sb_room_t *room)
 
 /* The room name a message gives (room or room_id; default general), or NULL
  * after sending the error that says why it is not one. */
-static const char *room_name(sb_conn_t *conn, json_t *msg)
+static const char *room_name(app_t *app, sb_conn_t *conn, json_t *msg)
 {
     int bad = 0;
     json_t *v = field(msg, "room", "room_id", &bad);
@@ -322,18 +328,55 @@ static const char *room_name(sb_conn_t *conn, json_t *msg)
         return NULL;
     }
     const char *name = v ? json_string_value(v) : DEFAULT_ROOM;
-    if (!chat_room_name_valid(name)) {
-        send_error(conn, "invalid_room",
-                   "a room name is 1 to 64 letters, digits, '_', '-', '.' or ':'");
+    size_t max = auth_room_name_max(app);
+    if (!chat_room_name_valid(name) || strlen(name) > max) {
+        char text[120];
+        snprintf(text, sizeof text, "a room name is 1 to %zu letters, digits, '_', '-', '.' or ':'",
+                 max);
+        send_error(conn, "invalid_room", text);
         return NULL;
     }
     return name;
 }
 
+/* Does the connection's token keep it out of the room (joining it, reading
+ * its history or members)? Sends the error when it does. */
+static int room_forbidden(app_t *app, sb_conn_t *conn, const char *name)
+{
+    if (auth_may_join(sb_conn_get_data(conn), name))
+        return 0;
+    auth_count_refusal(app, AUTH_REFUSED_FORBIDDEN);
+    send_error(conn, "forbidden", "your token does not let you into this room (see its rooms)");
+    return 1;
+}
+
+/* Would joining room (NULL: a room to create) stay within max_rooms_per_conn
+ * and max_rooms? Sends the error when not. */
+static int room_limits_ok(app_t *app, sb_conn_t *conn, sb_room_t *room)
+{
+    const app_security_t *sec = &app->sec;
+    if (room && sb_room_has(room, conn))
+        return 1;
+    if (sec->max_rooms_per_conn && sb_conn_rooms(conn, NULL, 0) >= sec->max_rooms_per_conn) {
+        auth_count_refusal(app, AUTH_REFUSED_TOO_MANY_ROOMS);
+        send_error(conn, "too_many_rooms",
+                   "you are in as many rooms as the server allows one connection "
+                   "(max_rooms_per_conn); leave one first");
+        return 0;
+    }
+    if (!room && sec->max_rooms && sb_hub_rooms(app->hub, NULL, 0) >= sec->max_rooms) {
+        auth_count_refusal(app, AUTH_REFUSED_ROOM_LIMIT);
+        send_error(conn, "room_limit",
+                   "the server has as many rooms as it allows (max_rooms); join an existing room");
+        return 0;
+    }
+    return 1;
+}
+
 /* The existing room a message names, or NULL after sending an error. */
 static sb_room_t *find_room(app_t *app, sb_conn_t *conn, json_t *msg)
 {
-    const char *name = room_name(conn, msg);
+    const char *name = room_name(app, conn, msg);
     if (!name)
         return NULL;
     sb_room_t *room = sb_hub_room(app->hub, name);
@@ -368,8 +411,8 @@ static void on_join(app_t *app, sb_conn_t *conn, json_t *msg)
     /* Everything that can refuse the join is checked before anything
      * changes: a refused join neither takes the nickname nor creates the
      * room. */
-    const char *name = room_name(conn, msg);
-    if (!name)
+    const char *name = room_name(app, conn, msg);
+    if (!name || room_forbidden(app, conn, name))
         return;
     sb_room_t *room = sb_hub_room(app->hub, name);
     if (!room && app->fixed_rooms) {
@@ -377,7 +420,10 @@ static void on_join(app_t *app, sb_conn_t *conn, json_t *msg)
                    "there is no room of that name; this server has a fixed list of rooms");
         return;
     }
-    if (nick) {
+    if (!room_limits_ok(app, conn, room))
+        return;
+    /* A name the token gives is the user's display name: join keeps it. */
+    if (nick && !auth_name_fixed(sb_conn_get_data(conn))) {
         const char *err = nick_claim(app, conn, json_string_value(nick));
         if (err) {
             send_error(conn, err,
@@ -483,6 +529,12 @@ int chat_broadcast(app_t *app, const char *from, const char *nickname, json_t *c
 static void on_broadcast(app_t *app, sb_conn_t *conn, json_t *msg)
 {
     json_t *content, *data;
+    if (!auth_may_broadcast(sb_conn_get_data(conn))) {
+        auth_count_refusal(app, AUTH_REFUSED_FORBIDDEN);
+        send_error(conn, "forbidden",
+                   "your token does not allow broadcast (it needs broadcast: true)");
+        return;
+    }
     if (message_body(app, conn, msg, &content, &data))
         return;
     chat_broadcast(app, sb_conn_user_id(conn), nickname_of(conn), content, data);
@@ -510,8 +562,8 @@ static void on_history(app_t *app, sb_conn_t *conn, json_t *msg)
 {
     /* Rooms live in memory and history on disk: after a restart, a room
      * nobody has joined yet still has its history to read. */
-    const char *name = room_name(conn, msg);
-    if (!name)
+    const char *name = room_name(app, conn, msg);
+    if (!name || room_forbidden(app, conn, name))
         return;
     sb_room_t *room = sb_hub_room(app->hub, name);
     if (!room && !app->fixed_rooms && sb_hub_has_history(app->hub, name))
@@ -537,7 +589,7 @@ static void on_history(app_t *app, sb_conn_t *conn, json_t *msg)
 static void on_users(app_t *app, sb_conn_t *conn, json_t *msg)
 {
     sb_room_t *room = find_room(app, conn, msg);
-    if (!room)
+    if (!room || room_forbidden(app, conn, sb_room_name(room)))
         return;
     size_t n = sb_room_count(room);
     sb_conn_t **members = malloc((n ? n : 1) * sizeof *members);
@@ -596,6 +648,40 @@ static void on_direct(app_t *app, sb_conn_t *conn, json_t *msg)
     free(s);
 }
 
+/* The room list with member counts, as GET /api/rooms has it: the chat page
+ * and the dashboard need it without holding the API key. */
+static void on_rooms(app_t *app, sb_conn_t *conn, json_t *msg)
+{
+    (void)msg;
+    size_t n = sb_hub_rooms(app->hub, NULL, 0);
+    sb_room_t **rooms = malloc((n ? n : 1) * sizeof *rooms);
+    json_t *arr = json_array();
+    if (!rooms || !arr) {
+        free(rooms);
+        json_decref(arr);
+        send_error(conn, "internal_error", "the room list could not be built; try again");
+        return;
+    }
+    sb_hub_rooms(app->hub, rooms, n);
+    for (size_t i = 0; i < n; i++) {
+        char stamp[32] = "";
+        if (sb_room_last_activity(rooms[i]))
+            chat_timestamp(sb_room_last_activity(rooms[i]), stamp);
+        json_array_append_new(arr,
+                              json_pack("{s:s, s:I, s:I, s:s?}", "name", sb_room_name(rooms[i]),
+                                        "members", (json_int_t)sb_room_count(rooms[i]), "messages",
+                                        (json_int_t)sb_room_message_count(rooms[i]),
+                                        "last_activity", stamp[0] ? stamp : NULL));
+    }
+    free(rooms);
+    send_json(conn, json_pack("{s:s, s:o}", "type", "rooms", "rooms", arr));
+}
+
+static void on_refresh(app_t *app, sb_conn_t *conn, json_t *msg)
+{
+    auth_refresh(app, conn, sb_conn_get_data(conn), msg);
+}
+
 static void on_ping(app_t *app, sb_conn_t *conn, json_t *msg)
 {
     (void)app;
@@ -610,7 +696,8 @@ static const struct {
     {"join", on_join},        {"join_room", on_join},  {"leave", on_leave},
     {"leave_room", on_leave}, {"message", on_message}, {"broadcast", on_broadcast},
     {"typing", on_typing},    {"ping", on_ping},       {"history", on_history},
-    {"users", on_users},      {"direct", on_direct},
+    {"users", on_users},      {"direct", on_direct},   {"rooms", on_rooms},
+    {"refresh", on_refresh},
 };
 
 /* ---- the /ws endpoint -------------------------------------------------- */
@@ -619,6 +706,8 @@ static void ws_open(sb_hub_t *hub, sb_conn_t *conn, void *data)
 {
     app_t *app = data;
     (void)hub;
+    /* First: with a token, the welcome already names its user. */
+    sb_conn_set_data(conn, auth_open(app, conn));
     char stamp[32];
     chat_timestamp(chat_now_ms(), stamp);
     send_json(conn,
@@ -636,6 +725,8 @@ static void ws_message(sb_hub_t *hub, sb_conn_t *conn, int opcode, const void *d
 {
     (void)hub;
     app_t *app = arg;
+    if (!auth_message_allowed(app, conn, sb_conn_get_data(conn), len))
+        return;
     if (opcode != SB_OP_TEXT) {
         send_error(conn, "binary_not_supported",
                    "this endpoint speaks JSON text messages; binary messages are not accepted");
@@ -695,6 +786,8 @@ static void ws_close(sb_hub_t *hub, sb_conn_t *conn, int code, void *data)
     }
     free(rooms);
     nick_release(app, conn);
+    auth_close(app, sb_conn_get_data(conn));
+    sb_conn_set_data(conn, NULL);
 }
 
 static void announce_shutdown(sb_hub_t *hub, void *data)
@@ -711,25 +804,35 @@ static void announce_shutdown(sb_hub_t *hub, void *data)
 
 static void raw_open(sb_conn_t *conn, void *data)
 {
-    raw_list_t *l = data;
+    app_t *app = data;
+    raw_list_t *l = &app->raw;
+    auth_conn_t *s = auth_open(app, conn);
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 16;
         sb_conn_t **p = realloc(l->conns, cap * sizeof *p);
-        if (!p) {
+        if (p)
+            l->conns = p;
+        auth_conn_t **q = p ? realloc(l->sec, cap * sizeof *q) : NULL;
+        if (!q) {
+            auth_close(app, s);
             sb_conn_close(conn, SB_CLOSE_INTERNAL, "server out of memory");
             return;
         }
-        l->conns = p;
+        l->sec = q;
         l->cap = cap;
     }
     sb_conn_set_data(conn, (void *)(uintptr_t)(l->n + 1)); /* 1-based index */
+    l->sec[l->n] = s;
     l->conns[l->n++] = conn;
 }
 
 static void raw_message(sb_conn_t *conn, int opcode, const void *msg, size_t len, void *data)
 {
-    (void)conn;
-    raw_list_t *l = data;
+    app_t *app = data;
+    raw_list_t *l = &app->raw;
+    size_t i = (uintptr_t)sb_conn_get_data(conn);
+    if (i && !auth_message_allowed(app, conn, l->sec[i - 1], len))
+        return;
     sb_msg_t *m = sb_msg_new(opcode, msg, len);
     if (!m)
         return;
@@ -743,11 +846,14 @@ static void raw_close(sb_conn_t *conn, int code, const char *reason, size_t len,
     (void)code;
     (void)reason;
     (void)len;
-    raw_list_t *l = data;
+    app_t *app = data;
+    raw_list_t *l = &app->raw;
     size_t i = (uintptr_t)sb_conn_get_data(conn);
     if (!i--)
         return;
+    auth_close(app, l->sec[i]);
     l->conns[i] = l->conns[--l->n];
+    l->sec[i] = l->sec[l->n];
     sb_conn_set_data(l->conns[i], (void *)(uintptr_t)(i + 1));
 }
 
@@ -755,10 +861,13 @@ static void raw_close(sb_conn_t *conn, int code, const char *reason, size_t len,
 
 int chat_routes(app_t *app)
 {
+    if (!app->auth && auth_init(app))
+        return SB_ENOMEM;
     for (size_t i = 0; i < app->nfixed_rooms; i++)
         if (!sb_hub_room_create(app->hub, app->fixed_rooms[i]))
             return SB_ENOMEM;
     sb_hub_handlers_t h = {
+        .on_upgrade = auth_upgrade,
         .on_open = ws_open,
         .on_message = ws_message,
         .on_close = ws_close,
@@ -769,10 +878,11 @@ int chat_routes(app_t *app)
         r = sb_hub_on_shutdown(app->hub, announce_shutdown, app);
     if (!r) {
         sb_ws_handlers_t raw = {
+            .on_upgrade = auth_upgrade,
             .on_open = raw_open,
             .on_message = raw_message,
             .on_close = raw_close,
-            .data = &app->raw,
+            .data = app,
         };
         r = sb_server_route_ws(app->server, "/ws/raw", &raw);
     }
@@ -789,4 +899,6 @@ void chat_free(app_t *app)
         free(n);
     }
     free(app->raw.conns);
+    free(app->raw.sec);
+    auth_free(app);
 }

@@ -1,10 +1,12 @@
-/* routes.c — the server's HTTP endpoints: health, embedded static files and
- * the /echo WebSocket endpoint. */
+/* routes.c — the server's HTTP endpoints: health, embedded static files (the
+ * chat at /, the dashboard at /dashboard, /switchboard.js) and the /echo
+ * WebSocket endpoint. */
 #include <stdio.h>
 #include <string.h>
 
 #include "app/app.h"
 #include "app/assets.h"
+#include "app/auth.h"
 
 static void health(sb_request_t *req, void *data)
 {
@@ -57,6 +59,23 @@ static void static_file(sb_request_t *req, void *data)
     sb_request_respond(req, 200, a->content_type, headers, a->data, a->len);
 }
 
+/* Pages also answer without their extension: /index.html at /, and
+ * /dashboard.html at /dashboard. */
+static int route_page(app_t *app, const sb__asset_t *a)
+{
+    size_t n = strlen(a->path);
+    if (n < 6 || strcmp(a->path + n - 5, ".html") != 0)
+        return 0;
+    if (strcmp(a->path, "/index.html") == 0)
+        return sb_server_route(app->server, "/", SB_METHOD_GET, static_file, (void *)a);
+    char path[256];
+    if (n - 5 >= sizeof path)
+        return 0;
+    memcpy(path, a->path, n - 5);
+    path[n - 5] = '\0';
+    return sb_server_route(app->server, path, SB_METHOD_GET, static_file, (void *)a);
+}
+
 static void echo_message(sb_conn_t *conn, int opcode, const void *msg, size_t len, void *data)
 {
     (void)data;
@@ -71,11 +90,17 @@ int app_routes(app_t *app)
     for (size_t i = 0; !r && i < sb__assets_count; i++) {
         const sb__asset_t *a = &sb__assets[i];
         r = sb_server_route(app->server, a->path, SB_METHOD_GET, static_file, (void *)a);
-        if (!r && strcmp(a->path, "/index.html") == 0)
-            r = sb_server_route(app->server, "/", SB_METHOD_GET, static_file, (void *)a);
+        if (!r)
+            r = route_page(app, a);
     }
     if (!r && app->echo) {
-        sb_ws_handlers_t echo = {.on_message = echo_message};
+        sb_ws_handlers_t echo = {
+            .on_upgrade = auth_upgrade, /* origin, connection limits, token */
+            .on_open = auth_ws_open,
+            .on_message = echo_message,
+            .on_close = auth_ws_close,
+            .data = app,
+        };
         r = sb_server_route_ws(app->server, "/echo", &echo);
     }
     if (!r)

@@ -69,6 +69,7 @@ int sb_hub_new(sb_hub_t **out, sb_server_t *srv, const sb_hub_config_t *cfg, con
         return SB_ENOMEM;
     hub->srv = srv;
     hub->cfg = *cfg;
+    sb__slab_init(&hub->hconn_slab, sizeof(sb__hconn_t));
     int r = SB_ENOMEM;
     if (cfg->history_path && !(hub->history_path = strdup(cfg->history_path)))
         goto fail;
@@ -86,9 +87,12 @@ int sb_hub_new(sb_hub_t **out, sb_server_t *srv, const sb_hub_config_t *cfg, con
 
     /* seed 003's HubConfig governs the connections. */
     sb_server_config_t *sc = &srv->cfg;
-    sc->ping_interval_ms = cfg->ping_interval_ms;
-    sc->pong_timeout_ms = cfg->pong_timeout_ms;
-    sc->write_timeout_ms = cfg->write_timeout_ms;
+    sc->ping_interval_ms = cfg->ping_interval_ms < SB_MAX_TIMEOUT_MS ? cfg->ping_interval_ms
+                                                                     : SB_MAX_TIMEOUT_MS;
+    sc->pong_timeout_ms = cfg->pong_timeout_ms < SB_MAX_TIMEOUT_MS ? cfg->pong_timeout_ms
+                                                                   : SB_MAX_TIMEOUT_MS;
+    sc->write_timeout_ms = cfg->write_timeout_ms < SB_MAX_TIMEOUT_MS ? cfg->write_timeout_ms
+                                                                     : SB_MAX_TIMEOUT_MS;
     sc->max_message_size = cfg->max_message_size;
     sc->max_frame_size = cfg->max_message_size;
 
@@ -109,10 +113,12 @@ fail:
 
 static void free_hconn(sb__hconn_t *hc)
 {
+    sb_hub_t *hub = hc->hub;
     hc->conn->hub = NULL;
     free(hc->name);
-    free(hc->rooms);
-    free(hc);
+    if (hc->rooms != &hc->first)
+        free(hc->rooms);
+    sb__slab_free(&hub->hconn_slab, hc);
 }
 
 void sb_hub_free(sb_hub_t *hub)
@@ -149,6 +155,7 @@ void sb_hub_free(sb_hub_t *hub)
     free(hub->routes);
     free(hub->hooks);
     free(hub->all);
+    sb__slab_destroy(&hub->hconn_slab);
     sb__history_close(hub->history);
     free(hub->history_path);
     free(hub);
@@ -217,19 +224,21 @@ int sb_hub_register(sb_hub_t *hub, sb_conn_t *conn)
 {
     if (conn->hub)
         return SB_EEXIST;
-    sb__hconn_t *hc = calloc(1, sizeof *hc);
-    if (!hc || grow((void **)&hub->all, &hub->all_cap, hub->nall, sizeof *hub->all)) {
-        free(hc);
+    if (grow((void **)&hub->all, &hub->all_cap, hub->nall, sizeof *hub->all))
         return SB_ENOMEM;
-    }
+    sb__hconn_t *hc = sb__slab_alloc(&hub->hconn_slab);
+    if (!hc)
+        return SB_ENOMEM;
     hc->conn = conn;
     hc->hub = hub;
+    hc->rooms = &hc->first;
+    hc->rooms_cap = 1;
     /* A connection is its own user until identified, and then needs no user
      * record — unless an identified user already goes by its id. */
     sb__user_t *u;
     HASH_FIND_STR(hub->users, conn->id, u);
     if (u && user_add(hub, hc, conn->id)) {
-        free(hc);
+        sb__slab_free(&hub->hconn_slab, hc);
         return SB_ENOMEM;
     }
     if (!u)

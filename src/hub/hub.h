@@ -34,8 +34,9 @@ struct sb__hconn_s {
     char *name;
     uint32_t all_index;  /* in hub->all */
     uint32_t user_index; /* in user->conns */
-    sb__member_t *rooms;
+    sb__member_t *rooms; /* &first until a second room is joined */
     uint16_t nrooms, rooms_cap;
+    sb__member_t first;
     UT_hash_handle hh; /* hub->by_id, keyed by the connection id */
 };
 
@@ -68,6 +69,7 @@ struct sb_hub_s {
     sb__history_t *history;
     sb__hconn_t *by_id; /* uthash head */
     sb__hconn_t **all;  /* dense: broadcast is a linear walk */
+    sb__slab_t hconn_slab; /* every sb__hconn_t, packed (see server/slab.h) */
     uint32_t nall, all_cap;
     sb__user_t *users; /* uthash head: identified users only */
     size_t nanon;      /* connections that are their own user (no record) */

@@ -126,12 +126,16 @@ int sb_room_join(sb_room_t *room, sb_conn_t *conn)
             return SB_ELIMIT;
         /* The count is 16-bit: doubling 32768 must stop at the cap, not
          * wrap to 0 (a realloc to nothing, then writes past it). */
-        uint32_t cap = hc->rooms_cap ? hc->rooms_cap * 2u : 2u;
+        uint32_t cap = hc->rooms_cap * 2u;
         if (cap > UINT16_MAX)
             cap = UINT16_MAX;
-        sb__member_t *m = realloc(hc->rooms, cap * sizeof *m);
+        /* The first room lives in the record itself. */
+        int inline_first = hc->rooms == &hc->first;
+        sb__member_t *m = realloc(inline_first ? NULL : hc->rooms, cap * sizeof *m);
         if (!m)
             return SB_ENOMEM;
+        if (inline_first)
+            m[0] = hc->first;
         hc->rooms = m;
         hc->rooms_cap = (uint16_t)cap;
     }

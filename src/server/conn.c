@@ -5,6 +5,7 @@
  * A connection is a raw non-blocking socket in the server's own epoll set,
  * which libuv watches as a single descriptor (server.c): it costs its fd and
  * this struct, not a libuv stream handle of 248 bytes. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -48,7 +49,7 @@ static void pause_reading(sb_conn_t *c)
 static void resume_reading(sb_conn_t *c)
 {
     c->flags &= (uint16_t)~SB_F_READ_PAUSED;
-    c->last_read = uv_now(&c->srv->loop); /* we were not listening */
+    c->last_read = sb__now32(c->srv); /* we were not listening */
     update_interest(c);
 }
 
@@ -58,9 +59,12 @@ static void conn_free(sb_conn_t *c)
 {
     sb_server_t *srv = c->srv;
     close(c->fd);
+    sb__tls_free(c->tls);
+    sb__wsconn_free(c);
     for (uint32_t i = 0; i < c->q_count; i++)
         sb_msg_unref(c->q[(c->q_head + i) & (c->q_cap - 1)]);
-    free(c->q);
+    if (c->q != &c->q1)
+        free(c->q);
     free(c->tail);
     free(c->msg);
     sb__request_put(c);
@@ -68,9 +72,9 @@ static void conn_free(sb_conn_t *c)
     sb__slab_free(&srv->conn_slab, c);
 }
 
-/* Takes a freshly accepted socket in. Returns 0, or -1 (the caller closes
- * fd) when out of memory. */
-static int conn_new(sb_server_t *srv, int fd)
+/* Takes a freshly accepted socket in (of the TLS listener when tls).
+ * Returns 0, or -1 (the caller closes fd) when out of memory. */
+static int conn_new(sb_server_t *srv, int fd, int tls, const struct sockaddr_storage *peer)
 {
     if (srv->nconns == srv->conns_cap) {
         uint32_t cap = srv->conns_cap ? srv->conns_cap * 2 : 64;
@@ -83,10 +87,30 @@ static int conn_new(sb_server_t *srv, int fd)
     sb_conn_t *c = sb__slab_alloc(&srv->conn_slab);
     if (!c)
         return -1;
+    if (tls && sb__tls_new(&c->tls, srv->tls_ctx)) {
+        sb__slab_free(&srv->conn_slab, c);
+        return -1;
+    }
     c->fd = fd;
     c->srv = srv;
+    /* The peer is kept from the accept: the access log wants it after the
+     * socket is gone. */
+    if (peer->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)peer;
+        c->peer_family = AF_INET6;
+        c->peer_port = ntohs(a->sin6_port);
+        memcpy(c->peer_addr, &a->sin6_addr, 16);
+    } else if (peer->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)peer;
+        c->peer_family = AF_INET;
+        c->peer_port = ntohs(a->sin_port);
+        memcpy(c->peer_addr, &a->sin_addr, 4);
+    }
+    c->q = &c->q1;
+    c->q_cap = 1;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+        sb__tls_free(c->tls);
         sb__slab_free(&srv->conn_slab, c);
         return -1;
     }
@@ -96,9 +120,9 @@ static int conn_new(sb_server_t *srv, int fd)
     c->index = srv->nconns;
     srv->conns[srv->nconns++] = c;
     snprintf(c->id, sizeof c->id, "c-%llx", (unsigned long long)++srv->next_conn_id);
-    uint64_t now = uv_now(&srv->loop);
+    uint32_t now = sb__now32(srv);
     c->last_read = c->last_ping = c->last_progress = c->opened = now;
-    c->deadline = now + srv->cfg.handshake_timeout_ms;
+    c->deadline = now + (uint32_t)srv->cfg.handshake_timeout_ms;
     return 0;
 }
 
@@ -106,7 +130,7 @@ static int conn_new(sb_server_t *srv, int fd)
  * descriptor kept for this, tell it 503 and close it, so that the backlog
  * does not fill with clients waiting for nothing (and the listener does not
  * stay readable for ever). Without a spare, accepting pauses for a moment. */
-static void shed(sb_server_t *srv)
+static void shed(sb_server_t *srv, int listen_fd)
 {
     static const char answer[] = "HTTP/1.1 503 Service Unavailable\r\n"
                                  "Content-Type: text/plain; charset=utf-8\r\n"
@@ -126,7 +150,7 @@ static void shed(sb_server_t *srv)
         return;
     }
     close(srv->spare_fd);
-    int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
         ssize_t w = send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL);
         (void)w; /* best effort: the client is refused either way */
@@ -135,17 +159,21 @@ static void shed(sb_server_t *srv)
     srv->spare_fd = sb__spare_fd();
 }
 
-void sb__conn_accept(sb_server_t *srv)
+void sb__conn_accept(sb_server_t *srv, int tls)
 {
+    int listen_fd = tls ? srv->tls_listen_fd : srv->listen_fd;
     /* A bounded batch per wake-up: a connection storm must not starve the
      * connections already open. */
     for (int i = 0; i < 128; i++) {
-        int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof peer;
+        int fd = accept4(listen_fd, (struct sockaddr *)&peer, &peer_len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                shed(srv);
+                shed(srv, listen_fd);
                 if (srv->spare_fd < 0)
                     return;
                 continue;
@@ -157,7 +185,7 @@ void sb__conn_accept(sb_server_t *srv)
             }
             continue;
         }
-        if (conn_new(srv, fd)) {
+        if (conn_new(srv, fd, tls, &peer)) {
             close(fd);
             return;
         }
@@ -177,27 +205,10 @@ void sb__conn_keep_tail(sb_conn_t *c, const uint8_t *p, size_t n)
     c->tail_len = (uint8_t)n;
 }
 
-static void conn_read(sb_conn_t *c)
+/* Plaintext bytes from the peer, in the loop-wide buffer (with the tail
+ * room in front of data). */
+static void conn_input(sb_conn_t *c, uint8_t *data, size_t len)
 {
-    uint8_t *data = c->srv->rbuf + SB_TAIL_ROOM;
-    ssize_t nread = read(c->fd, data, SB_READ_SIZE);
-    if (nread < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-            return;
-        sb__conn_abort(c);
-        return;
-    }
-    if (nread == 0) {
-        /* EOF. A WebSocket that ends without a close frame is reported as
-         * 1006 (close_code stays 0). */
-        sb__conn_abort(c);
-        return;
-    }
-    c->last_read = uv_now(&c->srv->loop);
-    if (c->flags & SB_F_SHUTDOWN)
-        return; /* draining: the peer's bytes no longer matter */
-
-    size_t len = (size_t)nread;
     if (c->state == SB_CONN_HTTP) {
         sb__http_read(c, data, len);
         return;
@@ -211,6 +222,70 @@ static void conn_read(sb_conn_t *c)
         c->tail_len = 0;
     }
     sb__wsconn_read(c, data, len);
+}
+
+static void mark_dirty(sb_conn_t *c);
+
+/* TLS failed: send what the engine has to say (an alert, or the plain-HTTP
+ * answer "this port speaks TLS") and end; otherwise just close. */
+static void tls_failed(sb_conn_t *c)
+{
+    char why[SB__TLS_ERROR_SIZE];
+    sb__log(c->srv, SB_LOG_DEBUG, "%s: %s", c->id, sb__tls_error(c->tls, why, sizeof why));
+    const uint8_t *out;
+    if (!sb__tls_pending(c->tls, &out)) {
+        sb__conn_abort(c);
+        return;
+    }
+    c->flags |= SB_F_END_AFTER_FLUSH;
+    mark_dirty(c);
+}
+
+/* Decrypts what was read into the loop-wide buffer, a record at a time. */
+static void tls_input(sb_conn_t *c, const uint8_t *in, size_t in_len)
+{
+    uint8_t *plain = c->srv->rbuf + SB_TAIL_ROOM;
+    while (c->state != SB_CONN_CLOSED) {
+        int r = sb__tls_read(c->tls, &in, &in_len, plain, SB_READ_SIZE);
+        if (r > 0) {
+            if (!(c->flags & SB_F_SHUTDOWN))
+                conn_input(c, plain, (size_t)r);
+            continue;
+        }
+        if (r == 0)
+            sb__conn_abort(c); /* close_notify: the peer is done */
+        else if (r != SB_EAGAIN)
+            tls_failed(c);
+        break;
+    }
+    /* Handshake messages, tickets and alerts go out at the flush point. */
+    const uint8_t *out;
+    if (c->state != SB_CONN_CLOSED && sb__tls_pending(c->tls, &out))
+        mark_dirty(c);
+}
+
+static void conn_read(sb_conn_t *c)
+{
+    sb_server_t *srv = c->srv;
+    uint8_t *data = c->tls ? srv->tls_rbuf : srv->rbuf + SB_TAIL_ROOM;
+    ssize_t nread = read(c->fd, data, SB_READ_SIZE);
+    if (nread < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        sb__conn_abort(c);
+        return;
+    }
+    if (nread == 0) {
+        /* EOF. A WebSocket that ends without a close frame is reported as
+         * 1006 (close_code stays 0). */
+        sb__conn_abort(c);
+        return;
+    }
+    c->last_read = sb__now32(srv);
+    if (c->tls)
+        tls_input(c, data, (size_t)nread);
+    else if (!(c->flags & SB_F_SHUTDOWN)) /* draining: the peer's bytes no longer matter */
+        conn_input(c, data, (size_t)nread);
 }
 
 static void flush(sb_conn_t *c);
@@ -263,19 +338,20 @@ int sb__conn_queue(sb_conn_t *c, sb_msg_t *msg)
         return SB_ELIMIT;
     }
     if (c->q_count == c->q_cap) {
-        uint32_t cap = c->q_cap ? c->q_cap * 2 : 4;
+        uint32_t cap = c->q_cap * 2;
         sb_msg_t **q = malloc(cap * sizeof *q);
         if (!q)
             return SB_ENOMEM;
         for (uint32_t i = 0; i < c->q_count; i++)
             q[i] = c->q[(c->q_head + i) & (c->q_cap - 1)];
-        free(c->q);
+        if (c->q != &c->q1)
+            free(c->q);
         c->q = q;
         c->q_head = 0;
         c->q_cap = cap;
     }
     if (!c->queued)
-        c->last_progress = uv_now(&srv->loop);
+        c->last_progress = sb__now32(srv);
     c->q[(c->q_head + c->q_count) & (c->q_cap - 1)] = msg;
     c->q_count++;
     sb_msg_ref(msg);
@@ -325,15 +401,17 @@ static int fill_iov(const sb_conn_t *c, struct iovec *iov, size_t *total)
     return (int)n;
 }
 
+static int flush_tls(sb_conn_t *c);
+
 /* The queue is empty: resume reading, or finish an orderly end. */
 static void drained(sb_conn_t *c)
 {
-    /* A ring grown by a burst goes back to nothing: an idle connection holds
-     * no queue memory. */
-    if (c->q_cap > 4) {
+    /* A ring grown by a burst goes back to the connection's own slot: an
+     * idle connection holds no queue memory on the heap. */
+    if (c->q != &c->q1) {
         free(c->q);
-        c->q = NULL;
-        c->q_cap = 0;
+        c->q = &c->q1;
+        c->q_cap = 1;
     }
     c->q_head = 0;
     if ((c->flags & SB_F_READ_PAUSED) && !(c->flags & SB_F_SHUTDOWN))
@@ -343,10 +421,12 @@ static void drained(sb_conn_t *c)
     /* Half-close and keep reading until the peer's EOF (or close_timeout):
      * closing outright could turn our last bytes into a reset. */
     c->flags |= SB_F_SHUTDOWN;
-    c->deadline = uv_now(&c->srv->loop) + c->srv->cfg.close_timeout_ms;
+    c->deadline = sb__now32(c->srv) + (uint32_t)c->srv->cfg.close_timeout_ms;
     if (c->flags & SB_F_READ_PAUSED)
         resume_reading(c);
-    if (shutdown(c->fd, SHUT_WR))
+    if (c->tls && !sb__tls_shutdown(c->tls))
+        flush_tls(c); /* the close_notify: best effort, the socket is drained */
+    if (c->state != SB_CONN_CLOSED && shutdown(c->fd, SHUT_WR))
         sb__conn_abort(c);
 }
 
@@ -359,11 +439,10 @@ static void reap(sb_conn_t *c)
     conn_free(c);
 }
 
-/* Writes what the socket takes; when it is full, waits for EPOLLOUT. */
-static void flush(sb_conn_t *c)
+/* Writes queued frames. Returns 0 when the queue is empty, 1 when the socket
+ * is full, -1 when the connection failed. */
+static int flush_plain(sb_conn_t *c)
 {
-    if (c->flags & SB_F_WANT_WRITE)
-        return; /* the socket is full: EPOLLOUT says when it is not */
     struct iovec iov[SB_WRITE_BATCH];
     while (c->q_count) {
         size_t total;
@@ -377,23 +456,77 @@ static void flush(sb_conn_t *c)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 sb__conn_abort(c);
-                return;
+                return -1;
             }
             r = 0;
         }
         if (r > 0) {
             consume(c, (size_t)r);
-            c->last_progress = uv_now(&c->srv->loop);
+            c->last_progress = sb__now32(c->srv);
         }
-        if ((size_t)r < total) {
-            c->flags |= SB_F_WANT_WRITE;
-            update_interest(c);
-            return;
+        if ((size_t)r < total)
+            return 1;
+    }
+    return 0;
+}
+
+/* Writes the engine's pending ciphertext, encrypting queued frames as it
+ * empties. Returns as flush_plain; 0 also while the handshake holds the
+ * queue back. */
+static int flush_tls(sb_conn_t *c)
+{
+    struct iovec iov[SB_WRITE_BATCH];
+    for (;;) {
+        const uint8_t *out;
+        size_t n = sb__tls_pending(c->tls, &out);
+        if (n) {
+            ssize_t w = send(c->fd, out, n, MSG_NOSIGNAL);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    return 1;
+                sb__conn_abort(c);
+                return -1;
+            }
+            sb__tls_sent(c->tls, (size_t)w);
+            c->last_progress = sb__now32(c->srv);
+            if ((size_t)w < n)
+                return 1;
+            continue;
         }
+        if (!c->q_count)
+            return 0;
+        size_t total;
+        int cnt = fill_iov(c, iov, &total);
+        int r = sb__tls_write(c->tls, iov, cnt);
+        if (r == SB_EAGAIN)
+            return 0; /* the handshake is not over: nothing can go yet */
+        if (r < 0) {
+            sb__conn_abort(c);
+            return -1;
+        }
+        consume(c, (size_t)r);
+    }
+}
+
+/* Writes what the socket takes; when it is full, waits for EPOLLOUT. */
+static void flush(sb_conn_t *c)
+{
+    if (c->flags & SB_F_WANT_WRITE)
+        return; /* the socket is full: EPOLLOUT says when it is not */
+    int r = c->tls ? flush_tls(c) : flush_plain(c);
+    if (r < 0)
+        return;
+    if (r) {
+        c->flags |= SB_F_WANT_WRITE;
+        update_interest(c);
+        return;
     }
     if (c->flags & SB_F_EP_OUT)
         update_interest(c);
-    drained(c);
+    if (!c->q_count)
+        drained(c);
 }
 
 void sb__conn_flush_all(sb_server_t *srv)
@@ -430,14 +563,15 @@ void sb__conn_abort(sb_conn_t *c)
     mark_dirty(c);
 }
 
-void sb__conn_sweep(sb_conn_t *c, uint64_t now)
+void sb__conn_sweep(sb_conn_t *c, uint64_t now64)
 {
+    uint32_t now = (uint32_t)now64;
     const sb_server_config_t *cfg = &c->srv->cfg;
     switch (c->state) {
     case SB_CONN_CLOSED:
         return;
     case SB_CONN_HTTP:
-        if (now >= c->deadline && !(c->flags & SB_F_SHUTDOWN)) {
+        if (sb__passed(now, c->deadline) && !(c->flags & SB_F_SHUTDOWN)) {
             sb__log(c->srv, SB_LOG_DEBUG, "%s: HTTP timeout", c->id);
             sb__conn_abort(c);
             return;
@@ -449,30 +583,30 @@ void sb__conn_sweep(sb_conn_t *c, uint64_t now)
          * state, and silence counts again from when reading resumes. */
         if (c->flags & SB_F_READ_PAUSED)
             break;
-        if (now - c->last_read >= cfg->pong_timeout_ms) {
+        if ((uint32_t)(now - c->last_read) >= cfg->pong_timeout_ms) {
             sb__log(c->srv, SB_LOG_INFO, "%s: no pong or data for %llu ms: closing", c->id,
-                    (unsigned long long)(now - c->last_read));
+                    (unsigned long long)((uint32_t)(now - c->last_read)));
             sb__conn_abort(c);
             return;
         }
-        if (now - c->last_read >= cfg->ping_interval_ms &&
-            now - c->last_ping >= cfg->ping_interval_ms) {
+        if ((uint32_t)(now - c->last_read) >= cfg->ping_interval_ms &&
+            (uint32_t)(now - c->last_ping) >= cfg->ping_interval_ms) {
             c->last_ping = now;
             sb__wsconn_ping(c);
         }
         break;
     case SB_CONN_CLOSING:
-        if (now >= c->deadline) {
+        if (sb__passed(now, c->deadline)) {
             sb__conn_abort(c);
             return;
         }
         break;
     }
-    if ((c->flags & SB_F_SHUTDOWN) && now >= c->deadline) {
+    if ((c->flags & SB_F_SHUTDOWN) && sb__passed(now, c->deadline)) {
         sb__conn_abort(c);
         return;
     }
-    if (c->queued && now - c->last_progress >= cfg->write_timeout_ms) {
+    if (c->queued && (uint32_t)(now - c->last_progress) >= cfg->write_timeout_ms) {
         sb__log(c->srv, SB_LOG_INFO, "%s: write timeout, %zu bytes unsent: closing", c->id,
                 c->queued);
         sb__conn_abort(c);
@@ -528,19 +662,20 @@ size_t sb_conn_queued_bytes(const sb_conn_t *conn)
     return conn->queued;
 }
 
+int sb_conn_is_tls(const sb_conn_t *conn)
+{
+    return conn->tls != NULL;
+}
+
 int sb_conn_peer(const sb_conn_t *conn, char *buf, size_t size)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    char ip[48];
-    if (!size || getpeername(conn->fd, (struct sockaddr *)&ss, &len))
+    char ip[INET6_ADDRSTRLEN];
+    if (!size || !conn->peer_family ||
+        !inet_ntop(conn->peer_family, conn->peer_addr, ip, sizeof ip))
         return SB_EINVAL;
-    if (ss.ss_family == AF_INET6) {
-        uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-        snprintf(buf, size, "[%s]:%d", ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-    } else {
-        uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-        snprintf(buf, size, "%s:%d", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
-    }
+    if (conn->peer_family == AF_INET6)
+        snprintf(buf, size, "[%s]:%u", ip, conn->peer_port);
+    else
+        snprintf(buf, size, "%s:%u", ip, conn->peer_port);
     return 0;
 }

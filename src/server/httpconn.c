@@ -111,6 +111,11 @@ sb_server_t *sb_request_server(const sb_request_t *req)
     return req->conn->srv;
 }
 
+sb_conn_t *sb_request_conn(const sb_request_t *req)
+{
+    return req->conn;
+}
+
 void sb_request_set_user_data(sb_request_t *req, void *data)
 {
     req->conn_data = data;
@@ -139,7 +144,7 @@ sb_request_t *sb__request_get(sb_conn_t *c)
     req->responded = 0;
     req->conn_data = NULL;
     req->path_len = 0;
-    req->started = uv_now(&srv->loop);
+    req->started = sb__now32(srv);
     c->req = req;
     return req;
 }
@@ -204,7 +209,7 @@ static void log_access(const sb_request_t *req, int status, size_t body_out)
         .method = req->http.error ? "-" : sb_request_method_name(req),
         .path = req->path_len ? sb_request_path(req, NULL) : "-",
         .status = status,
-        .duration_ms = uv_now(&srv->loop) - req->started,
+        .duration_ms = (uint32_t)(sb__now32(srv) - req->started),
         .bytes_in = req->http.body_len,
         .bytes_out = body_out,
     };
@@ -256,7 +261,7 @@ int sb_request_respond(sb_request_t *req, int status, const char *content_type, 
     if (!alive)
         sb__conn_end(c);
     else
-        c->deadline = uv_now(&c->srv->loop) + c->srv->cfg.idle_timeout_ms;
+        c->deadline = sb__now32(c->srv) + (uint32_t)c->srv->cfg.idle_timeout_ms;
     return r == SB_ECLOSED ? 0 : r;
 }
 
@@ -385,6 +390,6 @@ void sb__http_read(sb_conn_t *c, uint8_t *data, size_t len)
             return; /* now a WebSocket; the handshake consumed the rest */
         sb__http_req_next(&c->req->http);
         c->req->path_len = 0;
-        c->req->started = uv_now(&c->srv->loop);
+        c->req->started = sb__now32(c->srv);
     }
 }

@@ -13,6 +13,8 @@
 
 #include "server/http.h"
 #include "server/slab.h"
+#include "server/tls.h"
+#include "ws/deflate.h"
 #include "switchboard.h"
 #include "ws/ws.h"
 
@@ -37,7 +39,10 @@
 
 struct sb_msg_s {
     uint32_t refs;
+    uint8_t deflate_key;  /* share key deflated was made for (see sb__pmd_share_key) */
+    uint8_t incompressible; /* compressing it would not pay: send it as it is */
     size_t len;
+    sb_msg_t *deflated; /* the same message compressed (RSV1), made on first need */
     uint8_t data[];
 };
 
@@ -86,32 +91,26 @@ struct sb_request_s {
     uint32_t path_len;
     uint32_t query_off, query_len; /* query_off 0: no query */
     void *conn_data;               /* becomes the connection's user data at upgrade */
-    uint64_t started;              /* loop time the request began (access log) */
+    uint32_t started;              /* loop time the request began (access log; sb__now32) */
     uint8_t responded;
     uint8_t head; /* HEAD request: no body in the answer */
 };
 
 struct sb_conn_s {
-    int fd;
+    /* Ordered by size, so that nothing is lost to padding: this is most of
+     * what an idle connection costs. */
     sb_server_t *srv;
+    sb__tls_t *tls;      /* NULL: plain TCP */
+    sb__pmd_conn_t *pmd; /* NULL: permessage-deflate not in use */
     sb_conn_t *next_dirty;
-    uint32_t index; /* position in srv->conns */
-    uint8_t state;
-    uint16_t flags;
-    uint8_t tail_len; /* bytes in tail */
-    uint8_t *tail;    /* unconsumed bytes of the previous read, or NULL */
-
-    uint64_t last_read;     /* loop time of the last bytes read */
-    uint64_t last_ping;     /* loop time of the last ping sent */
-    uint64_t last_progress; /* loop time the write queue last moved (or was empty) */
-    uint64_t deadline;      /* HTTP: head/idle deadline; CLOSING: close deadline */
-    uint64_t opened;        /* loop time of the accept, then of the upgrade */
+    uint8_t *tail; /* unconsumed bytes of the previous read, or NULL */
 
     /* write queue: a ring of message references (q_cap is a power of two,
      * so positions wrap with a mask); the head message is partially
-     * written up to head_off. */
+     * written up to head_off. A ring of one is q1, inside the connection;
+     * a burst grows it on the heap until the queue drains. */
     sb_msg_t **q;
-    uint32_t q_head, q_count, q_cap;
+    sb_msg_t *q1;
     size_t head_off;
     size_t queued; /* bytes queued and not yet written */
 
@@ -120,14 +119,30 @@ struct sb_conn_s {
     /* WebSocket */
     const sb__route_t *route;
     const char *subprotocol;
-    sb__ws_reader_t reader;
     uint8_t *msg; /* reassembly of a message spanning reads or frames */
     size_t msg_len, msg_cap;
-    uint16_t close_code; /* received, else sent, else 0 */
-    uint32_t msgs_in, msgs_out; /* WebSocket messages, for the access log */
-    uint64_t bytes_in, bytes_out;
-    void *hub;           /* the hub's record of this connection, or NULL */
+    void *hub; /* the hub's record of this connection, or NULL */
     void *user_data;
+    uint64_t bytes_in, bytes_out; /* WebSocket payload, for the access log */
+    sb__ws_reader_t reader;
+
+    int fd;
+    uint32_t index; /* position in srv->conns */
+    /* Loop times, cut to 32 bits (see sb__now32). */
+    uint32_t last_read;     /* the last bytes read */
+    uint32_t last_ping;     /* the last ping sent */
+    uint32_t last_progress; /* the write queue last moved (or was empty) */
+    uint32_t deadline;      /* HTTP: head/idle deadline; CLOSING: close deadline */
+    uint32_t opened;        /* the accept, then the upgrade */
+    uint32_t q_head, q_count, q_cap;
+    uint32_t msgs_in, msgs_out; /* WebSocket messages, for the access log */
+    uint16_t flags;
+    uint16_t close_code; /* received, else sent, else 0 */
+    uint16_t peer_port;
+    uint8_t peer_family; /* AF_INET or AF_INET6: peer_addr holds 4 or 16 bytes */
+    uint8_t state;
+    uint8_t tail_len; /* bytes in tail */
+    uint8_t peer_addr[16];
     char id[20];
 };
 
@@ -140,6 +155,7 @@ typedef struct sb__post_s {
 
 struct sb_server_s {
     sb_server_config_t cfg;
+    sb__ws_limits_t ws_limits; /* from cfg, for every connection's reader */
     char *host;
     uv_loop_t loop;
     int epfd;            /* the connections' epoll set */
@@ -148,6 +164,14 @@ struct sb_server_s {
     uv_poll_t listen_poll;
     uv_timer_t accept_timer; /* resumes accepting after a pause (no descriptors) */
     int spare_fd;            /* kept open to shed connections when descriptors run out */
+    /* TLS: a second listener; ciphertext is read into tls_rbuf and
+     * decrypted into rbuf */
+    sb__pmd_t *pmd; /* permessage-deflate codec; NULL when compression is off */
+    sb__tls_ctx_t *tls_ctx;
+    int tls_listen_fd;
+    uv_poll_t tls_listen_poll;
+    int tls_port;
+    uint8_t *tls_rbuf; /* SB_READ_SIZE */
     uint64_t shed_logged_at;
     uv_prepare_t prepare; /* flush before the loop blocks */
     uv_check_t check;     /* flush after the loop's I/O */
@@ -199,11 +223,26 @@ struct sb_server_s {
     uint64_t date_at;
 };
 
+/* The loop's millisecond clock cut to 32 bits, for connection timestamps:
+ * differences of up to 24 days are exact, and sb_server_new clamps every
+ * timeout below that. */
+#define SB_MAX_TIMEOUT_MS 0x7fffffffu
+static inline uint32_t sb__now32(const sb_server_t *srv)
+{
+    return (uint32_t)uv_now(&srv->loop);
+}
+
+/* Has the 32-bit loop time now reached deadline? */
+static inline int sb__passed(uint32_t now, uint32_t deadline)
+{
+    return (int32_t)(now - deadline) >= 0;
+}
+
 void sb__log(const sb_server_t *srv, sb_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* conn.c */
-void sb__conn_accept(sb_server_t *srv);
+void sb__conn_accept(sb_server_t *srv, int tls);
 void sb__conn_io(sb_conn_t *c, uint32_t epoll_events);
 int sb__conn_queue(sb_conn_t *c, sb_msg_t *msg); /* takes a new reference */
 void sb__conn_end(sb_conn_t *c);                 /* shut down after the queue drains */
@@ -224,6 +263,7 @@ void sb__http_respond_text(sb_request_t *req, int status, const char *headers, c
 const char *sb__http_status_text(int status);
 
 /* wsconn.c */
+void sb__wsconn_free(sb_conn_t *c); /* what the WebSocket phase holds */
 void sb__wsconn_handshake(sb_conn_t *c, uint8_t *rest, size_t rest_len);
 void sb__wsconn_read(sb_conn_t *c, uint8_t *data, size_t len);
 void sb__wsconn_closed(sb_conn_t *c);

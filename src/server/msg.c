@@ -11,7 +11,10 @@ sb_msg_t *sb__msg_alloc(size_t len)
     if (!m)
         return NULL;
     m->refs = 1;
+    m->deflate_key = 0;
+    m->incompressible = 0;
     m->len = len;
+    m->deflated = NULL;
     return m;
 }
 
@@ -35,6 +38,8 @@ void sb_msg_ref(sb_msg_t *msg)
 
 void sb_msg_unref(sb_msg_t *msg)
 {
-    if (msg && --msg->refs == 0)
+    if (msg && --msg->refs == 0) {
+        sb_msg_unref(msg->deflated);
         free(msg);
+    }
 }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -27,23 +28,39 @@ int sb_server_new(sb_server_t **out, const sb_server_config_t *cfg)
 {
     *out = NULL;
     if (!cfg || cfg->port < 0 || cfg->port > 65535 || !cfg->max_message_size ||
-        !cfg->sweep_interval_ms)
+        !cfg->sweep_interval_ms || cfg->tls_port < 0 || cfg->tls_port > 65535 ||
+        (cfg->compression && (cfg->compression_level < 0 || cfg->compression_level > 9)))
         return SB_EINVAL;
 
     sb_server_t *srv = calloc(1, sizeof *srv);
     if (!srv)
         return SB_ENOMEM;
     srv->cfg = *cfg;
+    srv->epfd = srv->listen_fd = srv->tls_listen_fd = srv->spare_fd = -1;
     sb__slab_init(&srv->conn_slab, sizeof(sb_conn_t));
     if (!srv->cfg.max_frame_size)
         srv->cfg.max_frame_size = srv->cfg.max_message_size;
+    /* Connection timestamps are 32-bit (see sb__now32). */
+    uint64_t *timeouts[] = {&srv->cfg.ping_interval_ms,     &srv->cfg.pong_timeout_ms,
+                            &srv->cfg.write_timeout_ms,     &srv->cfg.handshake_timeout_ms,
+                            &srv->cfg.idle_timeout_ms,      &srv->cfg.close_timeout_ms};
+    for (size_t i = 0; i < sizeof timeouts / sizeof timeouts[0]; i++)
+        if (*timeouts[i] > SB_MAX_TIMEOUT_MS)
+            *timeouts[i] = SB_MAX_TIMEOUT_MS;
     srv->host = strdup(cfg->host ? cfg->host : "127.0.0.1");
     srv->rbuf = malloc(SB_TAIL_ROOM + SB_READ_SIZE);
     if (!srv->host || !srv->rbuf)
         goto fail;
     srv->cfg.host = srv->host;
-    srv->listen_fd = -1;
-    srv->spare_fd = -1;
+    if (srv->cfg.compression) {
+        sb__pmd_policy_t policy;
+        sb__pmd_policy_default(&policy);
+        policy.level = srv->cfg.compression_level;
+        policy.min_size = srv->cfg.compression_min_size;
+        policy.allow_context_takeover = srv->cfg.compression_context_takeover;
+        if (sb__pmd_policy_check(&policy, NULL) || sb__pmd_new(&policy, &srv->pmd))
+            goto fail;
+    }
     srv->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (srv->epfd < 0)
         goto fail;
@@ -78,6 +95,7 @@ int sb_server_new(sb_server_t **out, const sb_server_config_t *cfg)
 fail:
     if (srv->epfd >= 0)
         close(srv->epfd);
+    sb__pmd_free(srv->pmd);
     free(srv->rbuf);
     free(srv->host);
     free(srv);
@@ -99,6 +117,8 @@ void sb_server_free(sb_server_t *srv)
         uv_close((uv_handle_t *)&srv->accept_timer, noop_close);
         if (srv->listen_fd >= 0)
             uv_close((uv_handle_t *)&srv->listen_poll, noop_close);
+        if (srv->tls_listen_fd >= 0)
+            uv_close((uv_handle_t *)&srv->tls_listen_poll, noop_close);
         uv_close((uv_handle_t *)&srv->prepare, noop_close);
         uv_close((uv_handle_t *)&srv->check, noop_close);
         uv_close((uv_handle_t *)&srv->sweep, noop_close);
@@ -117,6 +137,11 @@ void sb_server_free(sb_server_t *srv)
     uv_loop_close(&srv->loop);
     if (srv->listen_fd >= 0)
         close(srv->listen_fd);
+    if (srv->tls_listen_fd >= 0)
+        close(srv->tls_listen_fd);
+    sb__tls_ctx_free(srv->tls_ctx);
+    free(srv->tls_rbuf);
+    sb__pmd_free(srv->pmd);
     if (srv->spare_fd >= 0)
         close(srv->spare_fd);
     close(srv->epfd);
@@ -231,14 +256,17 @@ static void on_listener(uv_poll_t *h, int status, int events)
         sb__log(srv, SB_LOG_WARN, "listener: %s", uv_strerror(status));
         return;
     }
-    sb__conn_accept(srv);
+    sb__conn_accept(srv, h == &srv->tls_listen_poll);
 }
 
 static void on_accept_timer(uv_timer_t *t)
 {
     sb_server_t *srv = t->data;
-    if (srv->listening)
-        uv_poll_start(&srv->listen_poll, UV_READABLE, on_listener);
+    if (!srv->listening)
+        return;
+    uv_poll_start(&srv->listen_poll, UV_READABLE, on_listener);
+    if (srv->tls_listen_fd >= 0)
+        uv_poll_start(&srv->tls_listen_poll, UV_READABLE, on_listener);
 }
 
 void sb__server_pause_accept(sb_server_t *srv)
@@ -246,6 +274,8 @@ void sb__server_pause_accept(sb_server_t *srv)
     if (srv->spare_fd < 0)
         srv->spare_fd = sb__spare_fd();
     uv_poll_stop(&srv->listen_poll);
+    if (srv->tls_listen_fd >= 0)
+        uv_poll_stop(&srv->tls_listen_poll);
     uv_timer_start(&srv->accept_timer, on_accept_timer, 100, 0);
 }
 
@@ -321,28 +351,28 @@ static void on_sweep(uv_timer_t *t)
         sb__conn_sweep(srv->conns[i], now);
 }
 
-int sb_server_listen(sb_server_t *srv)
+/* Binds and listens on host:port, polled by h. Returns 0 and sets *fd_out
+ * and *port_out, or SB_EADDR (logged). */
+static int open_listener(sb_server_t *srv, int port, uv_poll_t *h, int *fd_out, int *port_out)
 {
     struct sockaddr_storage addr;
     int r;
     if (strchr(srv->host, ':'))
-        r = uv_ip6_addr(srv->host, srv->cfg.port, (struct sockaddr_in6 *)&addr);
+        r = uv_ip6_addr(srv->host, port, (struct sockaddr_in6 *)&addr);
     else
-        r = uv_ip4_addr(srv->host, srv->cfg.port, (struct sockaddr_in *)&addr);
+        r = uv_ip4_addr(srv->host, port, (struct sockaddr_in *)&addr);
     if (r) {
         sb__log(srv, SB_LOG_ERROR, "cannot listen on %s: not an IP address (%s)", srv->host,
                 uv_strerror(r));
         return SB_EADDR;
     }
-    if (srv->listen_fd >= 0)
-        return SB_EINVAL;
     socklen_t alen = addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                 : sizeof(struct sockaddr_in);
     int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
         bind(fd, (struct sockaddr *)&addr, alen) || listen(fd, SOMAXCONN)) {
-        sb__log(srv, SB_LOG_ERROR, "cannot listen on %s port %d: %s", srv->host, srv->cfg.port,
+        sb__log(srv, SB_LOG_ERROR, "cannot listen on %s port %d: %s", srv->host, port,
                 strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -351,17 +381,90 @@ int sb_server_listen(sb_server_t *srv)
     struct sockaddr_storage bound;
     alen = sizeof bound;
     getsockname(fd, (struct sockaddr *)&bound, &alen);
-    srv->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                  : ((struct sockaddr_in *)&bound)->sin_port);
-    if (uv_poll_init(&srv->loop, &srv->listen_poll, fd)) {
+    if (uv_poll_init(&srv->loop, h, fd)) {
         close(fd);
         return SB_EADDR;
     }
-    srv->listen_fd = fd;
-    srv->listen_poll.data = srv;
-    uv_poll_start(&srv->listen_poll, UV_READABLE, on_listener);
+    h->data = srv;
+    uv_poll_start(h, UV_READABLE, on_listener);
+    *fd_out = fd;
+    *port_out = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                  : ((struct sockaddr_in *)&bound)->sin_port);
+    return 0;
+}
+
+static void close_fd_poll(uv_poll_t *h, int *fd)
+{
+    if (*fd < 0)
+        return;
+    uv_close((uv_handle_t *)h, NULL); /* stops polling at once */
+    close(*fd);
+    *fd = -1;
+}
+
+int sb_server_listen(sb_server_t *srv)
+{
+    if (srv->listen_fd >= 0)
+        return SB_EINVAL;
+    const sb_server_config_t *cfg = &srv->cfg;
+    if (cfg->tls_cert || cfg->tls_key) {
+        char err[SB__TLS_ERROR_SIZE];
+        if (!cfg->tls_cert || !cfg->tls_key) {
+            sb__log(srv, SB_LOG_ERROR, "TLS needs both a certificate and a key");
+            return SB_EINVAL;
+        }
+        int r = sb__tls_ctx_new(&srv->tls_ctx, cfg->tls_cert, cfg->tls_key, err, sizeof err);
+        if (r) {
+            sb__log(srv, SB_LOG_ERROR, "%s", err);
+            return r;
+        }
+        if (sb__tls_ctx_describe(srv->tls_ctx, err, sizeof err) == 1)
+            sb__log(srv, SB_LOG_WARN, "TLS certificate expired or not yet valid: %s", err);
+        else
+            sb__log(srv, SB_LOG_INFO, "TLS certificate: %s", err);
+        if (!(srv->tls_rbuf = malloc(SB_READ_SIZE)))
+            return SB_ENOMEM;
+    }
+    int r = open_listener(srv, cfg->port, &srv->listen_poll, &srv->listen_fd, &srv->port);
+    if (r)
+        return r;
+    if (srv->tls_ctx) {
+        r = open_listener(srv, cfg->tls_port, &srv->tls_listen_poll, &srv->tls_listen_fd,
+                          &srv->tls_port);
+        if (r) {
+            close_fd_poll(&srv->listen_poll, &srv->listen_fd);
+            uv_run(&srv->loop, UV_RUN_NOWAIT); /* let the handle close */
+            return r;
+        }
+    }
     srv->listening = 1;
     return 0;
+}
+
+int sb_server_tls_port(const sb_server_t *srv)
+{
+    return srv->tls_listen_fd >= 0 ? srv->tls_port : 0;
+}
+
+int sb_tls_check_files(const char *cert_file, const char *key_file, char *err, size_t err_size)
+{
+    return sb__tls_check_files(cert_file, key_file, err, err_size);
+}
+
+int sb_server_tls_reload(sb_server_t *srv, char *err, size_t err_size)
+{
+    char buf[SB__TLS_ERROR_SIZE];
+    if (!srv->tls_ctx) {
+        if (err && err_size)
+            snprintf(err, err_size, "TLS is off (no certificate configured)");
+        return SB_EINVAL;
+    }
+    int r = sb__tls_ctx_reload(srv->tls_ctx, NULL, NULL, buf, sizeof buf);
+    if (err && err_size)
+        snprintf(err, err_size, "%s", r ? buf : "");
+    if (!r && sb__tls_ctx_describe(srv->tls_ctx, buf, sizeof buf) >= 0)
+        sb__log(srv, SB_LOG_INFO, "TLS certificate reloaded: %s", buf);
+    return r;
 }
 
 /* Stops accepting for good: no more readiness, and the port is free again. */
@@ -370,9 +473,8 @@ static void close_listener(sb_server_t *srv)
     if (!srv->listening)
         return;
     srv->listening = 0;
-    uv_close((uv_handle_t *)&srv->listen_poll, NULL); /* stops polling at once */
-    close(srv->listen_fd);
-    srv->listen_fd = -1;
+    close_fd_poll(&srv->listen_poll, &srv->listen_fd);
+    close_fd_poll(&srv->tls_listen_poll, &srv->tls_listen_fd);
     uv_timer_stop(&srv->accept_timer);
 }
 
@@ -533,5 +635,12 @@ void sb__server_set_stop_hook(sb_server_t *srv, void (*fn)(void *data), void *da
 void sb_server_metrics(const sb_server_t *srv, sb_metrics_t *m)
 {
     *m = srv->metrics;
+    if (srv->pmd) {
+        const sb__pmd_stats_t *st = sb__pmd_stats(srv->pmd);
+        m->deflate_messages = st->compressed;
+        m->deflate_bytes_in = st->compressed_in;
+        m->deflate_bytes_out = st->compressed_out;
+        m->inflate_messages = st->inflated;
+    }
     m->uptime_ms = srv->started_at ? uv_now(&srv->loop) - srv->started_at : 0;
 }

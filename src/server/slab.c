@@ -21,9 +21,10 @@
 #endif
 
 #define BLOCK_SIZE (64 * 1024)
-/* Each object is preceded by 16 bytes naming its block (keeping the object
- * 16-byte aligned); while free, the same bytes link the block's free list. */
-#define OBJ_HEADER 16
+/* Blocks are aligned to their size, so an object finds its block by masking
+ * its address: no per-object header. A free object's first bytes link the
+ * block's free list. */
+#define BLOCK_OF(p) ((sb__slab_block_t *)((uintptr_t)(p) & ~(uintptr_t)(BLOCK_SIZE - 1)))
 
 struct sb__slab_block_s {
     sb__slab_block_t *prev, *next; /* in the slab's partial list */
@@ -38,7 +39,7 @@ void sb__slab_init(sb__slab_t *s, size_t size)
 {
     memset(s, 0, sizeof *s);
     s->size = size;
-    s->stride = OBJ_HEADER + ((size + 15) & ~(size_t)15);
+    s->stride = (size + 15) & ~(size_t)15;
 }
 
 static void list_add(sb__slab_t *s, sb__slab_block_t *b)
@@ -64,10 +65,17 @@ static void list_del(sb__slab_t *s, sb__slab_block_t *b)
 
 static sb__slab_block_t *block_new(sb__slab_t *s)
 {
-    void *mem = mmap(NULL, BLOCK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED)
+    /* Map twice the size and keep the aligned block inside. */
+    char *raw = mmap(NULL, 2 * BLOCK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                     0);
+    if (raw == MAP_FAILED)
         return NULL;
-    sb__slab_block_t *b = mem;
+    char *mem = (char *)BLOCK_OF(raw + BLOCK_SIZE - 1);
+    if (mem > raw)
+        munmap(raw, (size_t)(mem - raw));
+    if (raw + 2 * BLOCK_SIZE > mem + BLOCK_SIZE)
+        munmap(mem + BLOCK_SIZE, (size_t)(raw + 2 * BLOCK_SIZE - (mem + BLOCK_SIZE)));
+    sb__slab_block_t *b = (sb__slab_block_t *)mem;
     memset(b, 0, sizeof *b);
     /* Thread the free list through the objects, first object first. */
     void **link = &b->free;
@@ -94,9 +102,8 @@ void *sb__slab_alloc(sb__slab_t *s)
     b->used++;
     if (!b->free)
         list_del(s, b);
-    *(sb__slab_block_t **)obj = b;
-    memset(obj + OBJ_HEADER, 0, s->size);
-    return obj + OBJ_HEADER;
+    memset(obj, 0, s->size);
+    return obj;
 }
 
 void sb__slab_free(sb__slab_t *s, void *p)
@@ -108,10 +115,9 @@ void sb__slab_free(sb__slab_t *s, void *p)
     free(p);
     return;
 #endif
-    char *obj = (char *)p - OBJ_HEADER;
-    sb__slab_block_t *b = *(sb__slab_block_t **)obj;
-    *(void **)obj = b->free;
-    b->free = obj;
+    sb__slab_block_t *b = BLOCK_OF(p);
+    *(void **)p = b->free;
+    b->free = p;
     if (!b->listed)
         list_add(s, b);
     /* Keep the last block mapped: a server at rest should not map and

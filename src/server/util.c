@@ -82,6 +82,10 @@ void sb_server_config_init(sb_server_config_t *cfg)
         .close_timeout_ms = 5000,
         .sweep_interval_ms = 1000,
         .log_level = SB_LOG_INFO,
+        .tls_port = 8443,
+        .compression = 1,
+        .compression_level = SB_PMD_DEFAULT_LEVEL,
+        .compression_min_size = SB_PMD_DEFAULT_MIN_SIZE,
     };
 }
 

@@ -75,16 +75,31 @@ void sb__wsconn_handshake(sb_conn_t *c, uint8_t *rest, size_t rest_len)
     v = sb_request_header(req, "Sec-WebSocket-Protocol", &len);
     const char *proto = sb__ws_select_subprotocol(v, len, route->ws.subprotocols);
 
-    char head[512];
+    /* permessage-deflate: the per-connection state exists only when agreed. */
+    char ext[SB_PMD_RESPONSE_MAX] = "";
+    sb__pmd_params_t params;
+    v = sb_request_header(req, "Sec-WebSocket-Extensions", &len);
+    if (v && c->srv->pmd &&
+        sb__pmd_negotiate(sb__pmd_policy(c->srv->pmd), v, len, &params, ext) == 1) {
+        if (!(c->pmd = malloc(sizeof *c->pmd))) {
+            sb__conn_abort(c);
+            return;
+        }
+        sb__pmd_conn_init(c->pmd, &params);
+    }
+
+    char head[768];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 101 Switching Protocols\r\n"
                      "Upgrade: websocket\r\n"
                      "Connection: Upgrade\r\n"
                      "Sec-WebSocket-Accept: %s\r\n"
                      "%s%s%s"
+                     "%s%s%s"
                      "Server: switchboard/%s\r\n\r\n",
                      accept, proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "",
-                     proto ? "\r\n" : "", SB_VERSION);
+                     proto ? "\r\n" : "", c->pmd ? "Sec-WebSocket-Extensions: " : "", ext,
+                     c->pmd ? "\r\n" : "", SB_VERSION);
     sb_msg_t *m = sb__msg_alloc((size_t)n);
     if (!m) {
         sb__conn_abort(c);
@@ -104,8 +119,11 @@ void sb__wsconn_handshake(sb_conn_t *c, uint8_t *rest, size_t rest_len)
     srv->metrics.connections_total++;
     c->route = route;
     c->subprotocol = proto;
-    sb__ws_reader_init(&c->reader, 1, srv->cfg.max_message_size, srv->cfg.max_frame_size);
-    c->last_read = c->last_ping = c->opened = uv_now(&srv->loop);
+    srv->ws_limits = (sb__ws_limits_t){srv->cfg.max_message_size, srv->cfg.max_frame_size};
+    sb__ws_reader_init(&c->reader, 1, &srv->ws_limits);
+    if (c->pmd)
+        c->reader.rsv_allowed = 4; /* RSV1: a compressed message */
+    c->last_read = c->last_ping = c->opened = sb__now32(srv);
     sb__log(srv, SB_LOG_DEBUG, "%s: WebSocket open on %s", c->id, route->path);
     if (route->ws.on_open)
         route->ws.on_open(c, route->ws.data);
@@ -147,7 +165,7 @@ static void enter_closing(sb_conn_t *c)
     if (c->state == SB_CONN_CLOSED)
         return;
     c->state = SB_CONN_CLOSING;
-    c->deadline = uv_now(&c->srv->loop) + c->srv->cfg.close_timeout_ms;
+    c->deadline = sb__now32(c->srv) + (uint32_t)c->srv->cfg.close_timeout_ms;
 }
 
 /* Fails the connection (RFC 6455 7.1.7): send the close frame, then end TCP
@@ -177,7 +195,7 @@ int sb_conn_close(sb_conn_t *conn, int code, const char *reason)
         return 0;
     /* Wait for the peer's close frame; the sweep ends it after close_timeout. */
     conn->state = SB_CONN_CLOSING;
-    conn->deadline = uv_now(&conn->srv->loop) + conn->srv->cfg.close_timeout_ms;
+    conn->deadline = sb__now32(conn->srv) + (uint32_t)conn->srv->cfg.close_timeout_ms;
     return 0;
 }
 
@@ -198,7 +216,7 @@ void sb__wsconn_closed(sb_conn_t *c)
             .method = "GET",
             .path = route->path,
             .status = 101,
-            .duration_ms = uv_now(&srv->loop) - c->opened,
+            .duration_ms = (uint32_t)(sb__now32(srv) - c->opened),
             .bytes_in = c->bytes_in,
             .bytes_out = c->bytes_out,
             .msgs_in = c->msgs_in,
@@ -235,8 +253,42 @@ static void deliver(sb_conn_t *c, int opcode, const uint8_t *data, size_t len)
         c->route->ws.on_message(c, opcode, data, len, c->route->ws.data);
 }
 
+static void drop_message(sb_conn_t *c)
+{
+    free(c->msg);
+    c->msg = NULL;
+    c->msg_len = c->msg_cap = 0;
+}
+
+/* A chunk of a compressed message: inflated into the reassembly buffer,
+ * bounded by max_message_size (a compression bomb gets 1009), and its text
+ * checked once whole (the reader cannot check compressed text). */
+static int on_compressed(sb_conn_t *c, const sb__ws_event_t *ev)
+{
+    sb_server_t *srv = c->srv;
+    int r = sb__pmd_inflate(srv->pmd, c->pmd, ev->data, ev->len, ev->last, &c->msg, &c->msg_len,
+                            &c->msg_cap, srv->cfg.max_message_size);
+    if (r) {
+        drop_message(c);
+        fail(c, sb__pmd_close_code(r), sb__pmd_strerror(r));
+        return -1;
+    }
+    if (!ev->last)
+        return 0;
+    if (ev->opcode == SB_OP_TEXT && !sb__utf8_valid(c->msg, c->msg_len)) {
+        drop_message(c);
+        fail(c, SB_CLOSE_INVALID_DATA, "invalid UTF-8 in a text message");
+        return -1;
+    }
+    deliver(c, ev->opcode, c->msg ? c->msg : (uint8_t *)"", c->msg_len);
+    drop_message(c);
+    return 0;
+}
+
 static int on_data(sb_conn_t *c, const sb__ws_event_t *ev)
 {
+    if (ev->compressed)
+        return on_compressed(c, ev);
     if (ev->first && ev->last) {
         /* The whole message is in this read: hand it out in place. */
         deliver(c, ev->opcode, ev->data, ev->len);
@@ -267,9 +319,7 @@ static int on_data(sb_conn_t *c, const sb__ws_event_t *ev)
     c->msg_len += ev->len;
     if (ev->last) {
         deliver(c, ev->opcode, c->msg, c->msg_len);
-        free(c->msg);
-        c->msg = NULL;
-        c->msg_len = c->msg_cap = 0;
+        drop_message(c);
     }
     return 0;
 }
@@ -345,11 +395,76 @@ static size_t payload_len(const sb_msg_t *msg)
     return msg->len - (l < 126 ? 2 : l == 126 ? 4 : 10);
 }
 
+/* A frame of payload with RSV1 set: a compressed message. */
+static sb_msg_t *compressed_frame(int opcode, const uint8_t *payload, size_t len)
+{
+    uint8_t hdr[SB_WS_MAX_HEADER];
+    size_t h = sb__frame_header_write(hdr, 1, 4, opcode, len, NULL);
+    sb_msg_t *m = sb__msg_alloc(h + len);
+    if (m) {
+        memcpy(m->data, hdr, h);
+        memcpy(m->data + h, payload, len);
+    }
+    return m;
+}
+
+/* The message as it goes to a connection that agreed on permessage-deflate:
+ * compressed once and kept with the message for every recipient that can
+ * take the same bytes (a broadcast compresses once), or compressed for this
+ * connection alone (context takeover), or as it is. Returns a new
+ * reference. */
+static sb_msg_t *for_deflate(sb_conn_t *c, sb_msg_t *msg)
+{
+    int opcode = msg->data[0] & 0x0f;
+    if ((opcode != SB_OP_TEXT && opcode != SB_OP_BINARY) || (msg->data[0] & 0x70) ||
+        msg->incompressible) {
+        sb_msg_ref(msg);
+        return msg;
+    }
+    int key = sb__pmd_share_key(c->pmd);
+    if (key && msg->deflated && msg->deflate_key <= key) {
+        sb_msg_ref(msg->deflated);
+        return msg->deflated;
+    }
+    size_t plen = payload_len(msg);
+    const uint8_t *out;
+    size_t out_len;
+    int r = key ? sb__pmd_compress_shared(c->srv->pmd, key, msg->data + msg->len - plen, plen,
+                                          &out, &out_len)
+                : sb__pmd_compress(c->srv->pmd, c->pmd, msg->data + msg->len - plen, plen, &out,
+                                   &out_len);
+    sb_msg_t *z = r == 1 ? compressed_frame(opcode, out, out_len) : NULL;
+    if (!z) {
+        if (r == 0 && key)
+            msg->incompressible = 1;
+        sb_msg_ref(msg);
+        return msg;
+    }
+    if (key && !msg->deflated) {
+        msg->deflated = z;
+        msg->deflate_key = (uint8_t)key;
+        sb_msg_ref(z);
+    }
+    return z;
+}
+
+void sb__wsconn_free(sb_conn_t *c)
+{
+    if (c->pmd) {
+        sb__pmd_conn_free(c->srv->pmd, c->pmd);
+        free(c->pmd);
+        c->pmd = NULL;
+    }
+}
+
 int sb_conn_send_msg(sb_conn_t *conn, sb_msg_t *msg)
 {
     if (conn->state != SB_CONN_WS)
         return SB_ECLOSED;
-    int r = sb__conn_queue(conn, msg);
+    sb_msg_t *wire = conn->pmd ? for_deflate(conn, msg) : msg;
+    int r = sb__conn_queue(conn, wire);
+    if (conn->pmd)
+        sb_msg_unref(wire); /* for_deflate's reference; the queue holds its own */
     if (r == 0) {
         size_t n = payload_len(msg);
         conn->srv->metrics.messages_out++;

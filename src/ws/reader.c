@@ -5,13 +5,11 @@
 
 #include "ws/ws.h"
 
-void sb__ws_reader_init(sb__ws_reader_t *r, int expect_masked, uint64_t max_message,
-                        uint64_t max_frame)
+void sb__ws_reader_init(sb__ws_reader_t *r, int expect_masked, const sb__ws_limits_t *limits)
 {
     memset(r, 0, sizeof *r);
     r->expect_masked = (uint8_t)(expect_masked != 0);
-    r->max_message = max_message;
-    r->max_frame = max_frame;
+    r->limits = limits;
 }
 
 static size_t fail(sb__ws_reader_t *r, sb__ws_event_t *ev, size_t consumed, int code,
@@ -156,9 +154,10 @@ size_t sb__ws_read(sb__ws_reader_t *r, uint8_t *buf, size_t len, sb__ws_event_t 
             return fail(r, ev, off, SB_CLOSE_PROTOCOL_ERROR, "reserved opcode");
         }
 
-        if (r->max_frame && f.len > r->max_frame)
+        const sb__ws_limits_t *lim = r->limits;
+        if (lim && lim->max_frame && f.len > lim->max_frame)
             return fail(r, ev, off, SB_CLOSE_TOO_BIG, "frame too big");
-        if (r->max_message && r->msg_len + f.len > r->max_message)
+        if (lim && lim->max_message && r->msg_len + f.len > lim->max_message)
             return fail(r, ev, off, SB_CLOSE_TOO_BIG, "message too big");
         r->msg_len += f.len;
         r->remaining = f.len;

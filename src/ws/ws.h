@@ -97,9 +97,14 @@ typedef struct sb__ws_event_s {
     size_t reason_len;
 } sb__ws_event_t;
 
-typedef struct sb__ws_reader_s {
+/* Size limits, shared by every reader of a server. */
+typedef struct sb__ws_limits_s {
     uint64_t max_message; /* 0 = no limit */
     uint64_t max_frame;   /* 0 = no limit */
+} sb__ws_limits_t;
+
+typedef struct sb__ws_reader_s {
+    const sb__ws_limits_t *limits; /* NULL: no limits */
     uint64_t remaining;   /* payload bytes left in the current data frame */
     uint64_t msg_len;     /* bytes of the current message so far */
     uint32_t utf8;        /* validator state for the current text message */
@@ -115,9 +120,9 @@ typedef struct sb__ws_reader_s {
     uint8_t failed;        /* an error was reported; no more events */
 } sb__ws_reader_t;
 
-/* Prepares a reader. expect_masked is 1 on the server side. */
-void sb__ws_reader_init(sb__ws_reader_t *r, int expect_masked, uint64_t max_message,
-                        uint64_t max_frame);
+/* Prepares a reader. expect_masked is 1 on the server side. limits (NULL:
+ * none) must outlive the reader. */
+void sb__ws_reader_init(sb__ws_reader_t *r, int expect_masked, const sb__ws_limits_t *limits);
 
 /* Consumes bytes from buf (unmasking payload in place) and reports at most one
  * event in *ev. Returns the number of bytes consumed. Call in a loop until it

@@ -97,7 +97,8 @@ static void check_control(const sb__ws_event_t *ev, bytes_t *log)
 static void run(const cfg_t *cfg, const uint8_t *in, size_t n, chunker_t *ch, bytes_t *log)
 {
     sb__ws_reader_t r;
-    sb__ws_reader_init(&r, cfg->masked, cfg->max_message, cfg->max_frame);
+    const sb__ws_limits_t lim = {cfg->max_message, cfg->max_frame};
+    sb__ws_reader_init(&r, cfg->masked, &lim);
     r.rsv_allowed = cfg->rsv;
     uint8_t tail[TAIL_MAX];
     size_t tail_len = 0, off = 0;

@@ -13,6 +13,14 @@ const STATS_KEYS = [
   'messages_received', 'messages_sent', 'bytes_received', 'bytes_sent',
   'messages_received_per_second', 'messages_sent_per_second',
   'bytes_received_per_second', 'bytes_sent_per_second', 'slow_consumers', 'uptime_seconds',
+  // refusals, rate limiting and token expiry (auth.c)
+  'upgrades_refused_origin', 'upgrades_refused_unauthorized', 'upgrades_refused_max_connections',
+  'upgrades_refused_max_connections_per_ip', 'requests_refused_forbidden',
+  'requests_refused_too_many_rooms', 'requests_refused_room_limit', 'rate_limited',
+  'rate_limit_closes', 'token_expired_closes', 'token_refreshes', 'token_refreshes_refused',
+  // the server's descriptors and compression
+  'connections_shed', 'compressed_messages_sent', 'compressed_bytes_before',
+  'compressed_bytes_after', 'compressed_messages_received',
 ];
 
 async function stats(server, path = '/stats') {
@@ -28,7 +36,8 @@ async function stats(server, path = '/stats') {
   return res.json;
 }
 
-// Prometheus text: {name: value}; asserts every sample has HELP and TYPE.
+// Prometheus text: {name: value} (a labelled sample as name{labels}); asserts
+// every sample's metric has HELP and TYPE.
 function parseMetrics(text) {
   const help = new Set();
   const type = new Map();
@@ -38,10 +47,11 @@ function parseMetrics(text) {
     let m;
     if ((m = /^# HELP (\S+) \S.*$/.exec(line))) help.add(m[1]);
     else if ((m = /^# TYPE (\S+) (counter|gauge|histogram|summary|untyped)$/.exec(line))) type.set(m[1], m[2]);
-    else if ((m = /^([a-zA-Z_:][a-zA-Z0-9_:]*) (-?[0-9.e+]+|NaN|[+-]Inf)$/.exec(line))) values[m[1]] = Number(m[2]);
+    else if ((m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-z_]+="[^"]*"(?:,[a-z_]+="[^"]*")*\})? (-?[0-9.e+]+|NaN|[+-]Inf)$/.exec(line))) values[m[1] + (m[2] ?? '')] = Number(m[3]);
     else assert.fail(`not a Prometheus text line: ${JSON.stringify(line)}`);
   }
-  for (const name of Object.keys(values)) {
+  for (const sample of Object.keys(values)) {
+    const name = sample.replace(/\{.*$/, '');
     assert.ok(help.has(name), `${name} has # HELP`);
     assert.ok(type.has(name), `${name} has # TYPE`);
     if (name.endsWith('_total')) assert.equal(type.get(name), 'counter', `${name} is a counter`);
@@ -161,7 +171,8 @@ describe('/stats, /status and /metrics', () => {
         'switchboard_users', 'switchboard_rooms', 'switchboard_messages_received_total',
         'switchboard_messages_sent_total', 'switchboard_bytes_received_total',
         'switchboard_bytes_sent_total', 'switchboard_slow_consumers_total',
-        'switchboard_uptime_seconds']) {
+        'switchboard_uptime_seconds', 'switchboard_connections_shed_total',
+        'switchboard_deflate_messages_total', 'switchboard_inflate_messages_total']) {
         assert.ok(name in m, `${name} is there`);
       }
       for (const name of Object.keys(m)) assert.match(name, /^switchboard_/);

@@ -158,10 +158,11 @@ describe('opening handshake', () => {
     });
   }
 
-  test('offered subprotocols and extensions are declined, and RSV1 stays forbidden', async () => {
+  test('offered subprotocols and unknown extensions are declined, and RSV1 stays forbidden',
+    async () => {
     const c = await RawClient.connect(server.port, { headers: {
       'Sec-WebSocket-Protocol': 'chat, superchat',
-      'Sec-WebSocket-Extensions': 'permessage-deflate; client_max_window_bits',
+      'Sec-WebSocket-Extensions': 'x-webkit-deflate-frame, x-unknown; a=1',
     } });
     assert.equal(c.handshakeHeaders['sec-websocket-protocol'], undefined);
     assert.equal(c.handshakeHeaders['sec-websocket-extensions'], undefined);

@@ -497,7 +497,8 @@ static void run(const uint8_t *stream, size_t n, const opts_t *o, size_t first, 
                 log_t *log)
 {
     sb__ws_reader_t r;
-    sb__ws_reader_init(&r, !o->client, o->max_message, o->max_frame);
+    const sb__ws_limits_t lim = {o->max_message, o->max_frame};
+    sb__ws_reader_init(&r, !o->client, &lim);
     r.rsv_allowed = o->rsv_allowed;
     uint8_t tail[SB_WS_MAX_HEADER + SB_WS_MAX_CONTROL];
     size_t tail_len = 0;
@@ -1355,7 +1356,7 @@ Test(reader, data_is_streamed_and_unmasked_in_place)
     cr_assert_eq(s.len, 11);
 
     sb__ws_reader_t r;
-    sb__ws_reader_init(&r, 1, 0, 0);
+    sb__ws_reader_init(&r, 1, NULL);
     sb__ws_event_t ev;
 
     /* The header and two payload bytes. */
@@ -1390,7 +1391,7 @@ Test(reader, an_incomplete_control_frame_is_left_unconsumed)
     stream_t s = {0};
     PUT(&s, 1, SB_OP_PING, "0123456789");
     sb__ws_reader_t r;
-    sb__ws_reader_init(&r, 1, 0, 0);
+    sb__ws_reader_init(&r, 1, NULL);
     sb__ws_event_t ev;
     for (size_t k = 0; k < s.len; k++) {
         uint8_t *p = dup_bytes(s.p, k);
@@ -1414,7 +1415,7 @@ Test(reader, after_an_error_every_call_reports_nothing)
     stream_t s = {0};
     put_frame_mask(&s, 1, 0, SB_OP_TEXT, "x", 1, NULL);
     sb__ws_reader_t r;
-    sb__ws_reader_init(&r, 1, 0, 0);
+    sb__ws_reader_init(&r, 1, NULL);
     sb__ws_event_t ev;
     cr_assert_eq(sb__ws_read(&r, s.p, s.len, &ev), 0);
     cr_assert_eq(ev.type, SB_WS_EV_ERROR);

@@ -643,7 +643,8 @@ static void join_many_directly(sb_conn_t *conn, uint16_t n)
 {
     sb__hconn_t *hc = sb__hconn(conn);
     cr_assert_eq(hc->nrooms, 0);
-    hc->rooms = realloc(hc->rooms, n * sizeof *hc->rooms);
+    cr_assert_eq(hc->rooms, &hc->first, "no room yet: the list is the inline slot");
+    hc->rooms = malloc(n * sizeof *hc->rooms);
     cr_assert_not_null(hc->rooms);
     hc->rooms_cap = n;
     char name[16];

@@ -60,7 +60,9 @@ export function closePayload(code, reason = '') {
 
 // Parses one server frame at the front of buf. Returns {frame, size} or null
 // when more bytes are needed. Throws on what a server must never send.
-export function parseFrame(buf) {
+// rsvAllowed: the RSV bits an extension agreed on (4: permessage-deflate's
+// RSV1, on the first frame of a data message only).
+export function parseFrame(buf, rsvAllowed = 0) {
   if (buf.length < 2) return null;
   const b0 = buf[0], b1 = buf[1];
   let off = 2;
@@ -85,7 +87,10 @@ export function parseFrame(buf) {
     opcode: b0 & 0x0f,
     payload: buf.subarray(off, off + len),
   };
-  if (f.rsv) throw new Error(`server frame with RSV bits ${f.rsv}`);
+  if (f.rsv & ~rsvAllowed) throw new Error(`server frame with RSV bits ${f.rsv}`);
+  if (f.rsv && f.opcode !== OP.TEXT && f.opcode !== OP.BINARY) {
+    throw new Error(`RSV bits ${f.rsv} on a frame of opcode ${f.opcode}`);
+  }
   if (f.opcode >= 8 && (!f.fin || len > 125)) throw new Error('invalid server control frame');
   if (f.opcode === OP.CLOSE) {
     if (len === 1) throw new Error('server close frame with a 1-byte payload');
@@ -106,6 +111,7 @@ export class RawClient {
     this.closedSocket = false;
     this.error = null;       // socket error (e.g. ECONNRESET)
     this.protocolError = null; // a server frame broke the RFC
+    this.rsvAllowed = 0;     // 4 once permessage-deflate is agreed
     this.endPromise = new Promise((resolve) => {
       this._resolveEnd = resolve;
     });
@@ -145,7 +151,7 @@ export class RawClient {
     this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
     try {
       for (;;) {
-        const r = parseFrame(this.buf);
+        const r = parseFrame(this.buf, this.rsvAllowed);
         if (!r) break;
         // Copy: the payload must outlive the buffer it was sliced from.
         r.frame.payload = Buffer.from(r.frame.payload);
@@ -207,6 +213,9 @@ export class RawClient {
       const i = h.indexOf(':');
       return [h.slice(0, i).toLowerCase(), h.slice(i + 1).trim()];
     }));
+    if (/permessage-deflate/i.test(c.handshakeHeaders['sec-websocket-extensions'] ?? '')) {
+      c.rsvAllowed = 4;
+    }
     c._startFrames(rest);
     return c;
   }

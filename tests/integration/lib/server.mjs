@@ -13,6 +13,8 @@ export const SB_BIN =
   process.env.SB_BIN ?? fileURLToPath(new URL('../../../build-asan/switchboard', import.meta.url));
 
 const LISTENING = /^switchboard (\S+) listening on http:\/\/127\.0\.0\.1:(\d+)\/$/;
+// With TLS on, a line for the TLS port comes first.
+const LISTENING_TLS = /^switchboard (\S+) listening on https:\/\/127\.0\.0\.1:(\d+)\/$/;
 
 // The environment a server runs with. Leak detection is on unless the caller
 // (scripts/test.sh, a developer) says otherwise.
@@ -97,6 +99,7 @@ export async function start(args = [], { timeoutMs = 15000, env } = {}) {
   // 'exit' can come before the pipes are drained; 'close' comes after.
   const closed = new Promise((resolve) => proc.on('close', resolve));
 
+  let tlsPort; // the TLS port, when the server printed one
   const port = await new Promise((resolve, reject) => {
     let buffered = '';
     const timer = setTimeout(() => {
@@ -111,10 +114,18 @@ export async function start(args = [], { timeoutMs = 15000, env } = {}) {
     proc.stdout.on('data', (d) => {
       out.push(d);
       buffered += d;
-      const nl = buffered.indexOf('\n');
-      if (nl < 0) return;
+      let nl, line;
+      for (;;) {
+        nl = buffered.indexOf('\n');
+        if (nl < 0) return;
+        line = buffered.slice(0, nl);
+        const t = tlsPort === undefined ? LISTENING_TLS.exec(line) : null;
+        if (!t) break;
+        tlsPort = Number(t[2]);
+        buffered = buffered.slice(nl + 1);
+      }
+      tlsPort ??= null;
       clearTimeout(timer);
-      const line = buffered.slice(0, nl);
       const m = LISTENING.exec(line);
       if (m) resolve(Number(m[2]));
       else {
@@ -133,6 +144,7 @@ export async function start(args = [], { timeoutMs = 15000, env } = {}) {
   let stopping = null;
   const server = {
     port,
+    tlsPort,
     url: `http://127.0.0.1:${port}/`,
     wsUrl: `ws://127.0.0.1:${port}/`,
     proc,
