@@ -129,15 +129,34 @@ static int conn_new(sb_server_t *srv, int fd, int tls, const struct sockaddr_sto
 /* Out of file descriptors: accept one pending connection with the spare
  * descriptor kept for this, tell it 503 and close it, so that the backlog
  * does not fill with clients waiting for nothing (and the listener does not
- * stay readable for ever). Without a spare, accepting pauses for a moment. */
-static void shed(sb_server_t *srv, int listen_fd)
+ * stay readable for ever). Without a spare, accepting pauses for a moment.
+ * Returns 1 when a client was refused, 0 when none was waiting (accept
+ * reports EMFILE before it looks at the queue), -1 after a pause. */
+static int shed(sb_server_t *srv, int listen_fd)
 {
-    static const char answer[] = "HTTP/1.1 503 Service Unavailable\r\n"
-                                 "Content-Type: text/plain; charset=utf-8\r\n"
-                                 "Content-Length: 52\r\n"
-                                 "Retry-After: 1\r\n"
-                                 "Connection: close\r\n\r\n"
-                                 "503 Service Unavailable: the server is at capacity\n";
+    static const char body[] = "503 Service Unavailable: the server is at capacity\n";
+    if (srv->spare_fd < 0) {
+        sb__server_pause_accept(srv);
+        return -1;
+    }
+    close(srv->spare_fd);
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+        char answer[256];
+        int n = snprintf(answer, sizeof answer,
+                         "HTTP/1.1 503 Service Unavailable\r\n"
+                         "Content-Type: text/plain; charset=utf-8\r\n"
+                         "Content-Length: %zu\r\n"
+                         "Retry-After: 1\r\n"
+                         "Connection: close\r\n\r\n%s",
+                         sizeof body - 1, body);
+        ssize_t w = send(fd, answer, (size_t)n, MSG_NOSIGNAL);
+        (void)w; /* best effort: the client is refused either way */
+        close(fd);
+    }
+    srv->spare_fd = sb__spare_fd();
+    if (fd < 0)
+        return 0;
     srv->metrics.connections_shed++;
     uint64_t now = uv_now(&srv->loop);
     if (now - srv->shed_logged_at >= 10000 || !srv->shed_logged_at) {
@@ -145,18 +164,7 @@ static void shed(sb_server_t *srv, int listen_fd)
         sb__log(srv, SB_LOG_WARN, "out of file descriptors (%u connections): refusing new ones",
                 srv->nconns);
     }
-    if (srv->spare_fd < 0) {
-        sb__server_pause_accept(srv);
-        return;
-    }
-    close(srv->spare_fd);
-    int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) {
-        ssize_t w = send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL);
-        (void)w; /* best effort: the client is refused either way */
-        close(fd);
-    }
-    srv->spare_fd = sb__spare_fd();
+    return 1;
 }
 
 void sb__conn_accept(sb_server_t *srv, int tls)
@@ -173,8 +181,7 @@ void sb__conn_accept(sb_server_t *srv, int tls)
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                shed(srv, listen_fd);
-                if (srv->spare_fd < 0)
+                if (shed(srv, listen_fd) <= 0)
                     return;
                 continue;
             }
