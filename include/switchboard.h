@@ -125,6 +125,11 @@ typedef struct sb_server_config_s {
     size_t max_body_size;  /* largest HTTP request body; default 1 MiB (413 past it) */
     size_t max_queued_bytes;       /* outbound bytes queued per connection before it counts as a
                                       slow consumer and is closed with 1008; default 4 MiB */
+    int slow_consumer_drop;        /* 0 (default): close slow consumers as above; 1: drop the
+                                      messages that do not fit instead, and tell the route's
+                                      on_dropped once the queue has drained (control frames are
+                                      never dropped; write_timeout still closes a peer that
+                                      reads nothing at all) */
     uint64_t ping_interval_ms;     /* ping a connection silent for this long; default 54 s */
     uint64_t pong_timeout_ms;      /* close a connection silent for this long; default 60 s */
     uint64_t write_timeout_ms;     /* close a connection whose queued output makes no progress
@@ -278,6 +283,9 @@ typedef struct sb_ws_handlers_s {
      * (1006 when TCP closed without a close frame). After it returns the
      * connection is freed. */
     void (*on_close)(sb_conn_t *conn, int code, const char *reason, size_t len, void *data);
+    /* With slow_consumer_drop: count messages to this connection were
+     * dropped, and its queue has now drained (optional). */
+    void (*on_dropped)(sb_conn_t *conn, uint32_t count, void *data);
     /* Subprotocols the route speaks, in the server's order of preference,
      * NULL-terminated; NULL for none. The first the client offers that is
      * also here is selected. */
@@ -352,6 +360,7 @@ typedef struct sb_metrics_s {
     uint64_t messages_in, messages_out;         /* WebSocket messages received / queued to peers */
     uint64_t bytes_in, bytes_out;               /* their payload bytes */
     uint64_t slow_consumers;                    /* connections closed for not reading */
+    uint64_t messages_dropped; /* messages not sent to slow consumers (slow_consumer_drop) */
     uint64_t connections_shed; /* connections refused with 503 (out of file descriptors) */
     uint64_t deflate_messages;  /* messages sent compressed (permessage-deflate) */
     uint64_t deflate_bytes_in;  /* their payload bytes before compression */
@@ -397,6 +406,8 @@ typedef struct sb_hub_handlers_s {
                        void *data);
     /* Called before the connection leaves its rooms and the registry. */
     void (*on_close)(sb_hub_t *hub, sb_conn_t *conn, int code, void *data);
+    /* As in sb_ws_handlers_t (optional). */
+    void (*on_dropped)(sb_hub_t *hub, sb_conn_t *conn, uint32_t count, void *data);
     const char *const *subprotocols;
     void *data;
 } sb_hub_handlers_t;

@@ -115,6 +115,7 @@ static void server_stats(app_t *app, json_t *obj)
     sb_metrics_t m;
     sb_server_metrics(app->server, &m);
     json_object_set_new(obj, "connections_shed", json_integer((json_int_t)m.connections_shed));
+    json_object_set_new(obj, "messages_dropped", json_integer((json_int_t)m.messages_dropped));
     json_object_set_new(obj, "compressed_messages_sent",
                         json_integer((json_int_t)m.deflate_messages));
     json_object_set_new(obj, "compressed_bytes_before",
@@ -134,6 +135,10 @@ static size_t server_metrics(const sb_metrics_t *m, char *out, size_t size)
         "descriptors ran out.\n"
         "# TYPE switchboard_connections_shed_total counter\n"
         "switchboard_connections_shed_total %llu\n"
+        "# HELP switchboard_messages_dropped_total Messages not sent to slow consumers "
+        "(slow_consumer_policy drop).\n"
+        "# TYPE switchboard_messages_dropped_total counter\n"
+        "switchboard_messages_dropped_total %llu\n"
         "# HELP switchboard_deflate_messages_total Messages compressed (permessage-deflate); a "
         "broadcast counts once.\n"
         "# TYPE switchboard_deflate_messages_total counter\n"
@@ -147,7 +152,8 @@ static size_t server_metrics(const sb_metrics_t *m, char *out, size_t size)
         "# HELP switchboard_inflate_messages_total Compressed messages received.\n"
         "# TYPE switchboard_inflate_messages_total counter\n"
         "switchboard_inflate_messages_total %llu\n",
-        (unsigned long long)m->connections_shed, (unsigned long long)m->deflate_messages,
+        (unsigned long long)m->connections_shed, (unsigned long long)m->messages_dropped,
+        (unsigned long long)m->deflate_messages,
         (unsigned long long)m->deflate_bytes_in, (unsigned long long)m->deflate_bytes_out,
         (unsigned long long)m->inflate_messages);
     return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;

@@ -762,6 +762,23 @@ static void ws_message(sb_hub_t *hub, sb_conn_t *conn, int opcode, const void *d
     json_decref(msg);
 }
 
+/* slow_consumer_policy drop: the client missed messages while it read too
+ * slowly; it can fetch them with history since its last id. */
+static void ws_dropped(sb_hub_t *hub, sb_conn_t *conn, uint32_t count, void *data)
+{
+    (void)hub;
+    (void)data;
+    char text[200];
+    snprintf(text, sizeof text,
+             "%u messages to you were dropped while you read too slowly; ask for "
+             "history since the last id you saw to catch up",
+             count);
+    json_t *err = json_pack("{s:s, s:s, s:s, s:I, s:o}", "type", "error", "code",
+                            "messages_dropped", "error", text, "count", (json_int_t)count,
+                            "timestamp", timestamp_json());
+    send_json(conn, err);
+}
+
 static void ws_close(sb_hub_t *hub, sb_conn_t *conn, int code, void *data)
 {
     (void)hub;
@@ -871,6 +888,7 @@ int chat_routes(app_t *app)
         .on_open = ws_open,
         .on_message = ws_message,
         .on_close = ws_close,
+        .on_dropped = ws_dropped,
         .data = app,
     };
     int r = sb_hub_route(app->hub, "/ws", &h);

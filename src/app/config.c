@@ -132,6 +132,14 @@ const config_key_t config_keys[] = {
     KEY("max_queued_bytes", "server", CONFIG_SIZE, max_queued_bytes, "4m", 1024, 1099511627776.0, 0,
         "Outbound bytes queued for one connection before it counts as a slow consumer and "
         "is closed with 1008."),
+    {.name = "slow_consumer_policy",
+     .group = "server",
+     .type = CONFIG_CHOICE,
+     AT(slow_consumer_drop),
+     .def = "close",
+     .choices = "close|drop",
+     .doc = "Past max_queued_bytes: close the connection with 1008, or drop the messages that "
+            "do not fit and send it a 'messages_dropped' error once it has caught up."},
     /* TLS */
     KEY("tls_cert", "server", CONFIG_STRING, tls_cert, NULL, 0, 0, NE,
         "PEM certificate chain (the server's certificate first) for https:// and wss:// on "

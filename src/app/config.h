@@ -75,6 +75,7 @@ typedef struct config_s {
     uint64_t ping_interval_ms, pong_timeout_ms, write_timeout_ms, cleanup_interval_ms;
     uint64_t handshake_timeout_ms, idle_timeout_ms, close_timeout_ms;
     size_t max_head_size, max_body_size, max_queued_bytes;
+    int slow_consumer_drop; /* slow_consumer_policy: 0 close, 1 drop */
     /* TLS and compression */
     char *tls_cert, *tls_key;
     int tls_port;

@@ -650,6 +650,7 @@ int main(int argc, char **argv)
     cfg.max_head_size = g_cfg.max_head_size;
     cfg.max_body_size = g_cfg.max_body_size;
     cfg.max_queued_bytes = g_cfg.max_queued_bytes;
+    cfg.slow_consumer_drop = g_cfg.slow_consumer_drop;
     cfg.ping_interval_ms = g_cfg.ping_interval_ms;
     cfg.pong_timeout_ms = g_cfg.pong_timeout_ms;
     cfg.write_timeout_ms = g_cfg.write_timeout_ms;

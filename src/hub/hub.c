@@ -538,6 +538,13 @@ static void route_close(sb_conn_t *conn, int code, const char *reason, size_t le
     sb_hub_unregister(r->hub, conn);
 }
 
+static void route_dropped(sb_conn_t *conn, uint32_t count, void *data)
+{
+    sb__hub_route_t *r = data;
+    if (r->h.on_dropped)
+        r->h.on_dropped(r->hub, conn, count, r->h.data);
+}
+
 int sb_hub_route(sb_hub_t *hub, const char *path, const sb_hub_handlers_t *h)
 {
     sb__hub_route_t **routes = realloc(hub->routes, (hub->nroutes + 1) * sizeof *routes);
@@ -554,6 +561,7 @@ int sb_hub_route(sb_hub_t *hub, const char *path, const sb_hub_handlers_t *h)
         .on_open = route_open,
         .on_message = route_message,
         .on_close = route_close,
+        .on_dropped = route_dropped,
         .subprotocols = h->subprotocols,
         .data = r,
     };

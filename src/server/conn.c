@@ -334,7 +334,8 @@ int sb__conn_queue(sb_conn_t *c, sb_msg_t *msg)
      * counts, or a pong or close queued behind a large echo would drop a
      * peer that reads fine. */
     size_t backlog = c->q_count ? c->queued - (c->q[c->q_head]->len - c->head_off) : 0;
-    if (c->queued && backlog + msg->len > srv->cfg.max_queued_bytes) {
+    if (c->queued && backlog + msg->len > srv->cfg.max_queued_bytes &&
+        !srv->cfg.slow_consumer_drop) {
         /* A peer that does not read: its close frame would sit behind the
          * same stuck queue, so close TCP now and report 1008. */
         sb__log(srv, SB_LOG_WARN, "%s: slow consumer, %zu bytes queued: closing", c->id, c->queued);
@@ -372,6 +373,19 @@ int sb__conn_queue(sb_conn_t *c, sb_msg_t *msg)
         pause_reading(c);
     }
     return 0;
+}
+
+int sb__conn_would_drop(sb_conn_t *c, const sb_msg_t *msg)
+{
+    const sb_server_t *srv = c->srv;
+    if (!srv->cfg.slow_consumer_drop || !c->queued)
+        return 0;
+    size_t backlog = c->queued - (c->q[c->q_head]->len - c->head_off);
+    if (backlog + msg->len <= srv->cfg.max_queued_bytes)
+        return 0;
+    c->dropped++;
+    c->srv->metrics.messages_dropped++;
+    return 1;
 }
 
 /* Drops n written bytes from the front of the queue. */
@@ -435,6 +449,15 @@ static void drained(sb_conn_t *c)
         flush_tls(c); /* the close_notify: best effort, the socket is drained */
     if (c->state != SB_CONN_CLOSED && shutdown(c->fd, SHUT_WR))
         sb__conn_abort(c);
+}
+
+/* The queue drained after messages were dropped: the route tells the peer. */
+static void tell_dropped(sb_conn_t *c)
+{
+    uint32_t n = c->dropped;
+    c->dropped = 0;
+    if (c->state == SB_CONN_WS && c->route->ws.on_dropped)
+        c->route->ws.on_dropped(c, n, c->route->ws.data);
 }
 
 static void reap(sb_conn_t *c)
@@ -532,8 +555,11 @@ static void flush(sb_conn_t *c)
     }
     if (c->flags & SB_F_EP_OUT)
         update_interest(c);
-    if (!c->q_count)
+    if (!c->q_count) {
         drained(c);
+        if (c->dropped)
+            tell_dropped(c); /* last: it may queue, or close the connection */
+    }
 }
 
 void sb__conn_flush_all(sb_server_t *srv)

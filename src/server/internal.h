@@ -136,6 +136,7 @@ struct sb_conn_s {
     uint32_t opened;        /* the accept, then the upgrade */
     uint32_t q_head, q_count, q_cap;
     uint32_t msgs_in, msgs_out; /* WebSocket messages, for the access log */
+    uint32_t dropped;           /* messages dropped since the queue last drained */
     uint16_t flags;
     uint16_t close_code; /* received, else sent, else 0 */
     uint16_t peer_port;
@@ -245,6 +246,9 @@ void sb__log(const sb_server_t *srv, sb_log_level_t level, const char *fmt, ...)
 void sb__conn_accept(sb_server_t *srv, int tls);
 void sb__conn_io(sb_conn_t *c, uint32_t epoll_events);
 int sb__conn_queue(sb_conn_t *c, sb_msg_t *msg); /* takes a new reference */
+/* With slow_consumer_drop: whether msg must be dropped for c's full queue
+ * (counted when it is). */
+int sb__conn_would_drop(sb_conn_t *c, const sb_msg_t *msg);
 void sb__conn_end(sb_conn_t *c);                 /* shut down after the queue drains */
 void sb__conn_abort(sb_conn_t *c);               /* close TCP at the next flush point */
 void sb__conn_keep_tail(sb_conn_t *c, const uint8_t *p, size_t n);

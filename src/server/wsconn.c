@@ -461,6 +461,8 @@ int sb_conn_send_msg(sb_conn_t *conn, sb_msg_t *msg)
 {
     if (conn->state != SB_CONN_WS)
         return SB_ECLOSED;
+    if (sb__conn_would_drop(conn, msg))
+        return SB_ELIMIT;
     sb_msg_t *wire = conn->pmd ? for_deflate(conn, msg) : msg;
     int r = sb__conn_queue(conn, wire);
     if (conn->pmd)

@@ -19,7 +19,7 @@ const STATS_KEYS = [
   'requests_refused_too_many_rooms', 'requests_refused_room_limit', 'rate_limited',
   'rate_limit_closes', 'token_expired_closes', 'token_refreshes', 'token_refreshes_refused',
   // the server's descriptors and compression
-  'connections_shed', 'compressed_messages_sent', 'compressed_bytes_before',
+  'connections_shed', 'messages_dropped', 'compressed_messages_sent', 'compressed_bytes_before',
   'compressed_bytes_after', 'compressed_messages_received',
 ];
 
