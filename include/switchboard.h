@@ -391,7 +391,12 @@ typedef struct sb_hub_config_s {
     size_t history_cache;        /* recent messages per room kept in memory; default 100 */
     size_t history_max;          /* per room in the database; 0 = unlimited; default 10000 */
     uint64_t history_max_age_ms; /* 0 = unlimited (default) */
+    /* cluster (docs/cluster.md): what the hub shares between nodes */
+    int engine;            /* SB_ENGINE_LOCAL (default) or SB_ENGINE_REDIS */
+    const char *redis_url; /* redis://HOST:PORT, for SB_ENGINE_REDIS; copied */
 } sb_hub_config_t;
+
+enum { SB_ENGINE_LOCAL = 0, SB_ENGINE_REDIS = 1 };
 
 /* Fills cfg with the defaults listed above. */
 void sb_hub_config_init(sb_hub_config_t *cfg);
@@ -524,6 +529,45 @@ int sb_room_history(sb_room_t *room, uint64_t since, size_t limit,
 
 /* Has a room of that name (existing or not) ever had a message stored? */
 int sb_hub_has_history(sb_hub_t *hub, const char *room);
+
+/* ---- through the engine (one node, or many as one) ----------------------
+ * These reach every node of a cluster; the functions above reach this
+ * node's connections only. On the local engine they are the same thing. */
+
+/* Publishes the message head + ID + tail (the id as a JSON number) to room
+ * under the room's next id: stored, then delivered to every member. Returns
+ * the local connections reached now (0 when delivery comes back through the
+ * cluster) or a negative SB_E*; *id (may be NULL) gets the id, or 0 when the
+ * cluster assigns it later. */
+int sb_room_publish(sb_room_t *room, int64_t ts_ms, const char *head, size_t hlen, const char *tail,
+                    size_t tlen, uint64_t *id);
+/* An event (not stored) to the members of room on every node, except one
+ * connection (may be NULL). Returns local connections reached or SB_E*. */
+int sb_room_publish_event(sb_room_t *room, const sb_conn_t *except, const char *json, size_t len);
+/* A text message to every connection of a user / to everyone, on every node. */
+int sb_hub_publish_user(sb_hub_t *hub, const char *user_id, const char *json, size_t len);
+int sb_hub_publish_all(sb_hub_t *hub, const char *json, size_t len);
+
+typedef struct sb_history_entry_s {
+    uint64_t id;
+    const char *json; /* valid during the callback only */
+    size_t len;
+} sb_history_entry_t;
+/* status: the number of entries, or a negative SB_E* (then n is 0). */
+typedef void (*sb_history_cb)(sb_conn_t *conn, sb_room_t *room, int status,
+                              const sb_history_entry_t *entries, size_t n, void *arg);
+/* Reads the room's history for conn (as sb_room_history selects it) and
+ * calls cb with it, now or later; not at all if conn or the room is gone by
+ * then. after_join: conn has just joined the room, so the entries it will
+ * get live are left out (no message twice, none missing). Returns 0 or a
+ * negative SB_E* (then cb is not called). */
+int sb_room_history_request(sb_room_t *room, sb_conn_t *conn, uint64_t since, size_t limit,
+                            int after_join, sb_history_cb cb, void *arg);
+/* Does the hub share with other nodes (the redis engine)? */
+int sb_hub_clustered(const sb_hub_t *hub);
+/* "ok", or "degraded" while the engine cannot reach the cluster (then only
+ * this node's connections are reached). */
+const char *sb_hub_engine_status(const sb_hub_t *hub);
 
 /* Room user data slot. */
 void *sb_room_get_data(const sb_room_t *room);

@@ -23,7 +23,7 @@ esac
 # targets; valgrind runs the leak check of `make test`.
 packages=(build-essential cmake pkg-config libuv1-dev libssl-dev zlib1g-dev
     libhttp-parser-dev libjansson-dev libcriterion-dev clang libclang-rt-14-dev cppcheck
-    libsqlite3-dev uthash-dev libyaml-dev libjwt-dev)
+    libsqlite3-dev uthash-dev libyaml-dev libjwt-dev libhiredis-dev)
 # valgrind: the leak check; chromium: the browser tests; redis-server: the
 # cluster tests.
 ((build_only)) || packages+=(valgrind chromium redis-server)

@@ -220,6 +220,15 @@ static void get_metrics(sb_request_t *req, void *data)
         n = n < 0 ? 0 : (int)sizeof body - 1;
     n += (int)auth_metrics(app, body + n, sizeof body - (size_t)n);
     n += (int)server_metrics(&m, body + n, sizeof body - (size_t)n);
+    if ((size_t)n < sizeof body)
+        n += snprintf(body + n, sizeof body - (size_t)n,
+                      "# HELP switchboard_engine_degraded 1 while the node cannot reach the "
+                      "cluster (Redis) and serves only its own clients.\n"
+                      "# TYPE switchboard_engine_degraded gauge\n"
+                      "switchboard_engine_degraded %d\n",
+                      strcmp(sb_hub_engine_status(app->hub), "ok") != 0);
+    if (n >= (int)sizeof body)
+        n = (int)sizeof body - 1;
     sb_request_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, body, (size_t)n);
 }
 

@@ -80,7 +80,7 @@ static int room_broadcast_obj(sb_room_t *room, const sb_conn_t *except, json_t *
     char *s = dump(obj);
     if (!s)
         return SB_ENOMEM;
-    int r = sb_room_broadcast(room, except, SB_OP_TEXT, s, strlen(s));
+    int r = sb_room_publish_event(room, except, s, strlen(s));
     free(s);
     return r;
 }
@@ -192,20 +192,19 @@ int chat_publish(app_t *app, sb_room_t *room, const char *from, const char *nick
     int64_t ts = chat_now_ms();
     char stamp[32];
     chat_timestamp(ts, stamp);
-    json_t *obj = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s}", "type", "message", "id",
-                            (json_int_t)sb_room_next_id(room), "room", sb_room_name(room), "from",
-                            from, "nickname", nickname, "timestamp", stamp);
+    /* The engine gives the id (in a cluster, Redis does): the message is
+     * HEAD id TAIL, and TAIL is the rest of the object after a comma. */
+    static const char head[] = "{\"type\":\"message\",\"id\":";
+    json_t *obj = json_pack("{s:s, s:s, s:s, s:s}", "room", sb_room_name(room), "from", from,
+                            "nickname", nickname, "timestamp", stamp);
     if (!obj)
         return SB_ENOMEM;
     set_body(obj, content, data, metadata);
     char *s = dump(obj);
     if (!s)
         return SB_ENOMEM;
-    /* Stored before it is sent: the history commits before this loop
-     * iteration's frames are written. */
-    size_t len = strlen(s);
-    int64_t id = sb_room_history_append(room, ts, s, len);
-    int r = id < 0 ? (int)id : sb_room_broadcast(room, NULL, SB_OP_TEXT, s, len);
+    s[0] = ',';
+    int r = sb_room_publish(room, ts, head, sizeof head - 1, s, strlen(s), NULL);
     free(s);
     return r;
 }
@@ -238,20 +237,16 @@ static void sb_append(strbuf_t *b, const char *s, size_t n)
     b->buf[b->len] = '\0';
 }
 
-static void history_entry(void *arg, uint64_t id, int64_t ts, const char *json, size_t len)
-{
-    (void)id;
-    (void)ts;
-    strbuf_t *b = arg;
-    if (b->count++)
-        sb_append(b, ",", 1);
-    sb_append(b, json, len);
-}
-
 /* Sends {"type":"history","room":R,"messages":[...]} — the stored messages
  * are spliced in as stored, not parsed again. */
-static void send_history(sb_conn_t *conn, sb_room_t *room, uint64_t since, size_t limit)
+static void history_ready(sb_conn_t *conn, sb_room_t *room, int status, const sb_history_entry_t *e,
+                          size_t n, void *arg)
 {
+    (void)arg;
+    if (status < 0) {
+        send_error(conn, "internal_error", "the history could not be read; try again");
+        return;
+    }
     char *head = dump(json_pack("{s:s, s:s}", "type", "history", "room", sb_room_name(room)));
     if (!head)
         return;
@@ -259,13 +254,24 @@ static void send_history(sb_conn_t *conn, sb_room_t *room, uint64_t since, size_
     sb_append(&b, head, strlen(head) - 1); /* without the closing brace */
     free(head);
     sb_append(&b, ",\"messages\":[", 13);
-    int n = sb_room_history(room, since, limit, history_entry, &b);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            sb_append(&b, ",", 1);
+        sb_append(&b, e[i].json, e[i].len);
+    }
     sb_append(&b, "]}", 2);
-    if (n < 0)
-        send_error(conn, "internal_error", "the history could not be read; try again");
-    else if (!b.failed)
+    if (!b.failed)
         sb_conn_send(conn, SB_OP_TEXT, b.buf, b.len);
     free(b.buf);
+}
+
+/* The history now or, in a cluster, when it comes back from the store;
+ * after_join leaves out what the joiner gets live. */
+static void send_history(sb_conn_t *conn, sb_room_t *room, uint64_t since, size_t limit,
+                         int after_join)
+{
+    if (sb_room_history_request(room, conn, since, limit, after_join, history_ready, NULL) < 0)
+        send_error(conn, "internal_error", "the history could not be read; try again");
 }
 
 /* ---- presence ---------------------------------------------------------- */
@@ -453,9 +459,9 @@ static void on_join(app_t *app, sb_conn_t *conn, json_t *msg)
     /* A rejoining client names the last id it saw: it gets exactly what it
      * missed, and nothing can slip in between joining and reading. */
     if (since)
-        send_history(conn, room, (uint64_t)json_integer_value(since), HISTORY_LIMIT_MAX);
+        send_history(conn, room, (uint64_t)json_integer_value(since), HISTORY_LIMIT_MAX, 1);
     else
-        send_history(conn, room, 0, app->history_on_join);
+        send_history(conn, room, 0, app->history_on_join, 1);
 }
 
 static void leave_room(app_t *app, sb_conn_t *conn, sb_room_t *room)
@@ -467,7 +473,7 @@ static void leave_room(app_t *app, sb_conn_t *conn, sb_room_t *room)
     if (!s)
         return;
     if (announce)
-        sb_room_broadcast(room, NULL, SB_OP_TEXT, s, strlen(s));
+        sb_room_publish_event(room, NULL, s, strlen(s));
     sb_conn_send(conn, SB_OP_TEXT, s, strlen(s)); /* the leaver's confirmation */
     free(s);
 }
@@ -521,7 +527,7 @@ int chat_broadcast(app_t *app, const char *from, const char *nickname, json_t *c
         return SB_ENOMEM;
     set_body(obj, content, data, NULL);
     char *s = dump(obj);
-    int r = s ? sb_hub_broadcast(app->hub, SB_OP_TEXT, s, strlen(s)) : SB_ENOMEM;
+    int r = s ? sb_hub_publish_all(app->hub, s, strlen(s)) : SB_ENOMEM;
     free(s);
     return r;
 }
@@ -583,7 +589,7 @@ static void on_history(app_t *app, sb_conn_t *conn, json_t *msg)
     size_t n = limit ? (size_t)json_integer_value(limit) : app->history_on_join;
     if (n > HISTORY_LIMIT_MAX)
         n = HISTORY_LIMIT_MAX;
-    send_history(conn, room, since ? (uint64_t)json_integer_value(since) : 0, n);
+    send_history(conn, room, since ? (uint64_t)json_integer_value(since) : 0, n, 0);
 }
 
 static void on_users(app_t *app, sb_conn_t *conn, json_t *msg)
@@ -630,7 +636,8 @@ static void on_direct(app_t *app, sb_conn_t *conn, json_t *msg)
     const char *target = json_string_value(to);
     chat_nick_t *n = sb_hub_user_conns(app->hub, target, NULL, 0) ? NULL : nick_find(app, target);
     const char *uid = n ? sb_conn_user_id(n->conn) : target;
-    if (!sb_hub_user_conns(app->hub, uid, NULL, 0)) {
+    /* In a cluster the user may be on another node: it is sent there. */
+    if (!sb_hub_clustered(app->hub) && !sb_hub_user_conns(app->hub, uid, NULL, 0)) {
         send_error(conn, "unknown_user", "no user of that id or nickname is online");
         return;
     }
@@ -641,10 +648,10 @@ static void on_direct(app_t *app, sb_conn_t *conn, json_t *msg)
     char *s = dump(obj);
     if (!s)
         return;
-    sb_hub_send_user(app->hub, uid, SB_OP_TEXT, s, strlen(s));
+    sb_hub_publish_user(app->hub, uid, s, strlen(s));
     /* The sender's other connections (and this one) see what was sent. */
     if (strcmp(uid, sb_conn_user_id(conn)) != 0)
-        sb_hub_send_user(app->hub, sb_conn_user_id(conn), SB_OP_TEXT, s, strlen(s));
+        sb_hub_publish_user(app->hub, sb_conn_user_id(conn), s, strlen(s));
     free(s);
 }
 

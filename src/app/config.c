@@ -186,6 +186,19 @@ const config_key_t config_keys[] = {
         "Messages older than this are dropped at each cleanup; 0 keeps them forever."),
     KEY("history_cache", "history", CONFIG_INT, history_cache, "100", 1, 1000000, 0,
         "Recent messages per room kept in memory."),
+    /* cluster (docs/cluster.md) */
+    {.name = "engine",
+     .group = "cluster",
+     .type = CONFIG_CHOICE,
+     AT(engine),
+     .def = "local",
+     .flags = C,
+     .choices = "local|redis",
+     .doc = "What the hub shares with other nodes: local (one node, history in SQLite) or redis "
+            "(many nodes as one, through redis_url)."},
+    KEY("redis_url", "cluster", CONFIG_STRING, redis_url, "redis://127.0.0.1:6379", 0, 0, NE,
+        "The Redis of the redis engine: redis://HOST:PORT (a database number after / is not "
+        "supported)."),
     /* chat */
     LIST("rooms", "chat", rooms, nrooms, C, check_room,
          "A fixed list of rooms; joining another gets room_not_found. Unset: rooms are "

@@ -86,6 +86,9 @@ typedef struct config_s {
     char *data_dir;
     size_t history_size, history_max, history_cache;
     uint64_t history_max_age_ms;
+    /* cluster */
+    int engine; /* 0 local, 1 redis */
+    char *redis_url;
     /* chat */
     char **rooms;
     size_t nrooms;

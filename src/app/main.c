@@ -685,6 +685,8 @@ int main(int argc, char **argv)
     hub_cfg.history_cache = g_cfg.history_cache;
     hub_cfg.history_max = g_cfg.history_max;
     hub_cfg.history_max_age_ms = g_cfg.history_max_age_ms;
+    hub_cfg.engine = g_cfg.engine == 1 ? SB_ENGINE_REDIS : SB_ENGINE_LOCAL;
+    hub_cfg.redis_url = g_cfg.redis_url;
     char history_path[4096];
     if (*g_cfg.data_dir) {
         if (mkdir(g_cfg.data_dir, 0755) && errno != EEXIST) {

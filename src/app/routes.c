@@ -11,13 +11,16 @@
 static void health(sb_request_t *req, void *data)
 {
     app_t *app = data;
-    char body[256];
+    char body[320];
     uint64_t up = sb_server_now(app->server) - app->started_ms;
-    int n =
-        snprintf(body, sizeof body,
-                 "{\"status\":\"ok\",\"version\":\"%s\",\"uptime_seconds\":%llu,"
-                 "\"connections\":%zu}\n",
-                 sb_version(), (unsigned long long)(up / 1000), sb_server_conn_count(app->server));
+    /* "degraded": the node cannot reach the cluster and serves only its own
+     * clients; still 200, since those are served. */
+    int n = snprintf(body, sizeof body,
+                     "{\"status\":\"%s\",\"version\":\"%s\",\"uptime_seconds\":%llu,"
+                     "\"connections\":%zu,\"engine\":\"%s\"}\n",
+                     sb_hub_engine_status(app->hub), sb_version(), (unsigned long long)(up / 1000),
+                     sb_server_conn_count(app->server),
+                     sb_hub_clustered(app->hub) ? "redis" : "local");
     sb_request_respond(req, 200, "application/json", "Cache-Control: no-store\r\n", body,
                        (size_t)n);
 }

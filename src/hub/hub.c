@@ -102,9 +102,29 @@ int sb_hub_new(sb_hub_t **out, sb_server_t *srv, const sb_hub_config_t *cfg, con
     hub->cleanup.data = hub;
     uv_timer_start(&hub->cleanup, on_cleanup, cfg->cleanup_interval_ms, cfg->cleanup_interval_ms);
     uv_unref((uv_handle_t *)&hub->cleanup); /* the hub alone keeps no loop alive */
+    hub->engine = &sb__engine_local;
+    if (cfg->engine == SB_ENGINE_REDIS) {
+        if (!cfg->redis_url || !(hub->redis_url = strdup(cfg->redis_url))) {
+            *err = cfg->redis_url ? NULL : "the redis engine needs redis_url";
+            r = cfg->redis_url ? SB_ENOMEM : SB_EINVAL;
+            goto fail_engine;
+        }
+        hub->cfg.redis_url = hub->redis_url;
+        r = sb__engine_redis.open(hub, err);
+        if (r)
+            goto fail_engine;
+        hub->engine = &sb__engine_redis;
+    }
     *out = hub;
     return 0;
 
+fail_engine:
+    free(hub->redis_url);
+    uv_close((uv_handle_t *)&hub->cleanup, NULL);
+    uv_run(sb__server_loop(srv), UV_RUN_NOWAIT);
+    sb__server_set_flush_hook(srv, NULL, NULL);
+    sb__server_set_stop_hook(srv, NULL, NULL);
+    sb__history_close(hub->history);
 fail:
     free(hub->history_path);
     free(hub);
@@ -125,6 +145,9 @@ void sb_hub_free(sb_hub_t *hub)
 {
     if (!hub)
         return;
+    if (hub->engine->close)
+        hub->engine->close(hub);
+    hub->engine = &sb__engine_local; /* freeing rooms below tells it nothing */
     uv_close((uv_handle_t *)&hub->cleanup, NULL);
     uv_run(sb__server_loop(hub->srv), UV_RUN_NOWAIT);
     sb__server_set_flush_hook(hub->srv, NULL, NULL);
@@ -158,6 +181,7 @@ void sb_hub_free(sb_hub_t *hub)
     sb__slab_destroy(&hub->hconn_slab);
     sb__history_close(hub->history);
     free(hub->history_path);
+    free(hub->redis_url);
     free(hub);
 }
 

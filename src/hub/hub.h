@@ -8,6 +8,7 @@
 
 #include <uthash.h>
 
+#include "hub/engine.h"
 #include "hub/history.h"
 #include "server/internal.h"
 
@@ -67,8 +68,8 @@ struct sb_hub_s {
     sb_hub_config_t cfg;
     char *history_path;
     sb__history_t *history;
-    sb__hconn_t *by_id; /* uthash head */
-    sb__hconn_t **all;  /* dense: broadcast is a linear walk */
+    sb__hconn_t *by_id;    /* uthash head */
+    sb__hconn_t **all;     /* dense: broadcast is a linear walk */
     sb__slab_t hconn_slab; /* every sb__hconn_t, packed (see server/slab.h) */
     uint32_t nall, all_cap;
     sb__user_t *users; /* uthash head: identified users only */
@@ -79,6 +80,9 @@ struct sb_hub_s {
     sb__hook_t *hooks;
     size_t nhooks;
     uv_timer_t cleanup;
+    const sb__engine_t *engine; /* &sb__engine_local unless clustered */
+    void *engine_state;
+    char *redis_url;
 };
 
 sb__hconn_t *sb__hconn(const sb_conn_t *conn);
@@ -91,6 +95,8 @@ int sb__hub_send_msg_list(sb__hconn_t *const *list, uint32_t n, const sb_conn_t 
                           sb_msg_t *msg);
 int sb__hub_send_list(sb__hconn_t *const *list, uint32_t n, const sb_conn_t *except, int opcode,
                       const void *data, size_t len);
+/* Tells the engine that room got its first local member or lost its last. */
+void sb__engine_room_active(sb_room_t *room, int active);
 /* Unix time in milliseconds. */
 int64_t sb__unix_ms(void);
 

@@ -53,6 +53,8 @@ static void forget_membership(sb__hconn_t *hc, const sb_room_t *room)
 
 void sb__room_free(sb_room_t *room)
 {
+    if (room->n)
+        sb__engine_room_active(room, 0);
     for (uint32_t i = 0; i < room->n; i++)
         forget_membership(room->members[i], room);
     free(room->members);
@@ -149,6 +151,8 @@ int sb_room_join(sb_room_t *room, sb_conn_t *conn)
     }
     hc->rooms[hc->nrooms++] = (sb__member_t){room, room->n};
     room->members[room->n++] = hc;
+    if (room->n == 1)
+        sb__engine_room_active(room, 1);
     return 0;
 }
 
@@ -161,6 +165,8 @@ static void remove_member(sb_room_t *room, sb__hconn_t *hc, sb__member_t *m)
     if (last != hc)
         membership(last, room)->index = i;
     *m = hc->rooms[--hc->nrooms];
+    if (room->n == 0)
+        sb__engine_room_active(room, 0);
 }
 
 int sb_room_leave(sb_room_t *room, sb_conn_t *conn)
@@ -221,6 +227,8 @@ uint64_t sb_room_next_id(sb_room_t *room)
 
 int sb_hub_has_history(sb_hub_t *hub, const char *room)
 {
+    if (sb_hub_clustered(hub))
+        return 1; /* in the cluster's store: the read answers */
     return sb__history_next_id(hub->history, room) > 1;
 }
 

@@ -1,0 +1,205 @@
+// cluster.test.mjs — three switchboard nodes as one through a real
+// redis-server on a loopback port (issue 7, docs/cluster.md): one order and
+// one set of ids on every node, events across nodes, a node killed with
+// SIGKILL and its client recovering on another, Redis stopped and restarted.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { api, closeAll, HubClient } from './lib/hub.mjs';
+import { start } from './lib/server.mjs';
+import { withTimeout } from './lib/util.mjs';
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// Starts redis-server on port, resolves once it accepts connections.
+async function startRedis(port) {
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1',
+    '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const exited = new Promise((resolve) => proc.on('exit', resolve));
+  await withTimeout(new Promise((resolve, reject) => {
+    proc.stdout.on('data', (d) => {
+      out += d;
+      if (/Ready to accept connections/.test(out)) resolve();
+    });
+    proc.on('error', reject);
+    exited.then((code) => reject(new Error(`redis-server exited (${code}):\n${out}`)));
+  }), 10000, 'redis-server ready');
+  return { proc, exited, stop: async () => { if (proc.exitCode === null) proc.kill('SIGTERM'); await exited; } };
+}
+
+const CONNECTED = /redis: connected to/;
+
+async function startNode(redisPort) {
+  const node = await start(['--engine', 'redis', '--redis-url', `redis://127.0.0.1:${redisPort}`,
+    '--history-size', '50']);
+  await node.waitForLog(CONNECTED);
+  return node;
+}
+
+// Collects n messages of room from c; returns [id, content] pairs.
+async function collect(c, room, n) {
+  const got = [];
+  for (let i = 0; i < n; i++) {
+    const m = await c.next('message', { room });
+    got.push([m.id, m.content]);
+  }
+  return got;
+}
+
+describe('three nodes, one Redis', () => {
+  let redis, redisPort;
+  const nodes = [];
+  const clients = [];
+  const connect = async (node, label) => {
+    const c = await HubClient.connect(node, { label });
+    clients.push(c);
+    return c;
+  };
+
+  before(async () => {
+    redisPort = await freePort();
+    redis = await startRedis(redisPort);
+    for (let i = 0; i < 3; i++) nodes.push(await startNode(redisPort));
+  });
+  after(async () => {
+    await closeAll(clients);
+    for (const n of nodes) if (!n.killed) await n.stop();
+    await redis?.stop();
+  });
+
+  test('clients on different nodes see the same messages, ids and order', async () => {
+    const [a, b, c] = [await connect(nodes[0], 'a@1'), await connect(nodes[1], 'b@2'),
+      await connect(nodes[2], 'c@3')];
+    for (const x of [a, b, c]) await x.join('same');
+    const senders = [a, b, c];
+    for (let i = 0; i < 5; i++)
+      for (const [k, s] of senders.entries()) s.send({ type: 'message', room: 'same', content: `n${k + 1}-${i}` });
+    const seen = await Promise.all(senders.map((x) => collect(x, 'same', 15)));
+    assert.deepEqual(seen[0].map(([id]) => id), Array.from({ length: 15 }, (_, i) => i + 1),
+      'ids 1..15, in order, no gap, no double');
+    assert.deepEqual(seen[1], seen[0], 'node 2 saw what node 1 saw');
+    assert.deepEqual(seen[2], seen[0], 'node 3 saw what node 1 saw');
+    for (const x of senders) {
+      await x.sync();
+      x.assertNone('message', { room: 'same' }, 'no message twice');
+    }
+  });
+
+  test('typing, joins, direct messages and the HTTP broadcast cross nodes', async () => {
+    const a = await connect(nodes[0], 'ta@1');
+    const b = await connect(nodes[1], 'tb@2');
+    await b.join('events');
+    await a.join('events');
+    const joined = await b.next('user_joined', { room: 'events', user_id: a.id });
+    assert.equal(joined.room, 'events');
+    a.send({ type: 'typing', room: 'events', typing: true });
+    const t = await b.next('typing', { room: 'events', user_id: a.id });
+    assert.equal(t.typing, true);
+    a.send({ type: 'direct', to: b.id, content: 'psst' });
+    const d = await b.next('direct', { from: a.id });
+    assert.equal(d.content, 'psst');
+    const c = await connect(nodes[2], 'tc@3');
+    const res = await api(nodes[0], 'POST', '/api/broadcast', { body: { message: 'to all' } });
+    assert.equal(res.status, 200);
+    for (const x of [a, b, c]) {
+      const m = await x.next('broadcast', { content: 'to all' });
+      assert.equal(m.from, 'server');
+    }
+    await c.sync();
+    c.assertNone('broadcast', { content: 'to all' }, 'the broadcast once per client');
+  });
+
+  test('a message burst from publishers on every node arrives everywhere in one order', async () => {
+    const pubs = [];
+    for (let i = 0; i < 6; i++) pubs.push(await connect(nodes[i % 3], `p${i}`));
+    for (const p of pubs) await p.join('burst');
+    const per = 30;
+    for (let k = 0; k < per; k++) for (const [i, p] of pubs.entries()) p.send({ type: 'message', room: 'burst', content: `${i}:${k}` });
+    const seen = await Promise.all(pubs.map((p) => collect(p, 'burst', per * pubs.length)));
+    const ids = seen[0].map(([id]) => id);
+    assert.deepEqual(ids, Array.from({ length: per * pubs.length }, (_, i) => i + 1));
+    for (const s of seen.slice(1)) assert.deepEqual(s, seen[0], 'the same sequence on every subscriber');
+    // Each publisher's own messages keep their order.
+    for (let i = 0; i < pubs.length; i++) {
+      const mine = seen[0].filter(([, c]) => c.startsWith(`${i}:`)).map(([, c]) => c);
+      assert.deepEqual(mine, Array.from({ length: per }, (_, k) => `${i}:${k}`));
+    }
+  });
+
+  test('a client of a node killed with SIGKILL recovers what it missed on another node', async () => {
+    const victim = await startNode(redisPort);
+    const a = await connect(nodes[0], 'ka@1');
+    const w = await connect(nodes[1], 'kw@2'); // the room is already heard on node 2
+    const x = await connect(victim, 'kx@victim');
+    await a.join('recover');
+    await w.join('recover');
+    await x.join('recover');
+    for (let i = 1; i <= 3; i++) await a.say('recover', `before${i}`);
+    const last = (await collect(x, 'recover', 3)).at(-1)[0];
+    victim.killed = true;
+    victim.proc.kill('SIGKILL');
+    await victim.exited;
+    await x.closed;
+    for (let i = 1; i <= 3; i++) await a.say('recover', `missed${i}`);
+    const y = await connect(nodes[1], 'ky@2');
+    y.send({ type: 'join', room: 'recover', since: last });
+    const h = await y.next('history', { room: 'recover' });
+    assert.deepEqual(h.messages.map((m) => m.content), ['missed1', 'missed2', 'missed3'],
+      'exactly what it missed, in order');
+    assert.deepEqual(h.messages.map((m) => m.id), [last + 1, last + 2, last + 3]);
+    await a.say('recover', 'after');
+    const live = await y.next('message', { room: 'recover' });
+    assert.equal(live.content, 'after');
+    assert.equal(live.id, last + 4);
+    await y.sync();
+    y.assertNone('message', { room: 'recover' }, 'nothing twice');
+  });
+
+  test('Redis stopped and restarted: local delivery goes on, cross-node delivery resumes', async () => {
+    const a1 = await connect(nodes[0], 'ra1@1');
+    const a2 = await connect(nodes[0], 'ra2@1');
+    const b = await connect(nodes[1], 'rb@2');
+    for (const x of [a1, a2, b]) await x.join('outage');
+    await a1.say('outage', 'up');
+    await b.next('message', { room: 'outage', content: 'up' });
+
+    const marks = nodes.map((n) => n.logMark());
+    await redis.stop();
+    await Promise.all(nodes.map((n, i) => n.waitForLog(/redis: lost the connection/, { from: marks[i] })));
+    for (const n of nodes) {
+      const health = await api(n, 'GET', '/health');
+      assert.equal(health.json.status, 'degraded', '/health says degraded while Redis is away');
+      assert.equal(health.json.engine, 'redis');
+      assert.match((await api(n, 'GET', '/metrics')).text, /^switchboard_engine_degraded 1$/m);
+    }
+    a1.send({ type: 'message', room: 'outage', content: 'while down' });
+    const local = await a2.next('message', { room: 'outage', content: 'while down' });
+    assert.equal(local.from, a1.id, 'members on the same node still get each other');
+    a1.send({ type: 'typing', room: 'outage', typing: true });
+    await a2.next('typing', { room: 'outage', user_id: a1.id });
+
+    const back = nodes.map((n) => n.logMark());
+    redis = await startRedis(redisPort);
+    await Promise.all(nodes.map((n, i) => n.waitForLog(CONNECTED, { from: back[i], ms: 15000 })));
+    for (const n of nodes) assert.equal((await api(n, 'GET', '/health')).json.status, 'ok');
+    // Rooms are subscribed again with the connection. A join's history is
+    // read only once the room is heard on that node, so a joiner on node 2
+    // getting its history says node 2 listens again.
+    const b2 = await connect(nodes[1], 'rb2@2');
+    await b2.join('outage');
+    await a1.say('outage', 'back');
+    const m = await b.next('message', { room: 'outage', content: 'back' });
+    assert.equal(m.from, a1.id, 'cross-node delivery resumed without restarting a node');
+  });
+});
