@@ -7,12 +7,12 @@
 // anonymous mode as before, and /stats, /status, /metrics behind the API key
 // with protect_stats.
 import assert from 'node:assert/strict';
-import { createHmac, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
-import { request } from 'node:http';
+import { createHmac, generateKeyPairSync, sign } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { api, closeAll, HubClient, WAIT_MS } from './lib/hub.mjs';
+import { api, closeAll, HubClient } from './lib/hub.mjs';
 import { start } from './lib/server.mjs';
 import { withTimeout } from './lib/util.mjs';
+import { wsUpgrade } from './lib/http.mjs';
 
 const SECRET = 'a-test-secret-of-some-length';
 const ISS = 'https://issuer.example';
@@ -43,44 +43,9 @@ function claims(extra = {}) {
   return c;
 }
 
-// A WebSocket handshake on its own connection. Resolves {status: 101} when
-// the server upgrades, else {status, headers, body} of its answer.
-function upgrade(server, path, headers = {}) {
-  const p = new Promise((resolve, reject) => {
-    const req = request({
-      host: '127.0.0.1',
-      port: server.port,
-      path,
-      agent: false,
-      headers: {
-        Connection: 'Upgrade',
-        Upgrade: 'websocket',
-        'Sec-WebSocket-Version': '13',
-        'Sec-WebSocket-Key': randomBytes(16).toString('base64'),
-        ...headers,
-      },
-    });
-    req.on('upgrade', (res, socket) => {
-      socket.destroy();
-      resolve({ status: res.statusCode, headers: res.headers });
-    });
-    req.on('response', (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => {
-        body += d;
-      });
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-  return withTimeout(p, WAIT_MS, `handshake on ${path}`);
-}
-
 // Asserts a 401 whose plain-text body gives the reason.
 async function expect401(server, path, headers, reason, what) {
-  const res = await upgrade(server, path, headers);
+  const res = await wsUpgrade(server, path, { headers });
   assert.equal(res.status, 401, `${what}: 401, not a WebSocket (got ${res.status} ${res.body ?? ''})`);
   assert.match(res.headers['content-type'], /^text\/plain/, `${what}: plain text`);
   assert.match(res.body, /^401 Unauthorized: /, `${what}: the body starts with the status`);
@@ -226,7 +191,7 @@ describe('authenticated mode with HS256 and RS256 keys, iss and aud', () => {
 
   test('/ws/raw and /echo accept a good token', async () => {
     for (const path of ['/ws/raw', '/echo']) {
-      const res = await upgrade(server, tokenPath(signRS(claims()), path));
+      const res = await wsUpgrade(server, tokenPath(signRS(claims()), path));
       assert.equal(res.status, 101, `${path} with a good token: ${res.body ?? ''}`);
     }
   });

@@ -1,29 +1,14 @@
 // cli.test.mjs — the command line: help, version, usage errors (exit 2 with
 // a message naming the problem), a busy port (exit 1), and signals.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { describe, test } from 'node:test';
-import { SB_BIN, serverEnv, start } from './lib/server.mjs';
+import { runToExit, start } from './lib/server.mjs';
 import { OP, RawClient, rawConnect } from './lib/raw.mjs';
 import { httpGet, withTimeout, wsConnect } from './lib/util.mjs';
 
 // Runs the binary to completion; resolves {code, signal, stdout, stderr}.
-function run(args, ms = 10000) {
-  const proc = spawn(SB_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: serverEnv() });
-  let stdout = '';
-  let stderr = '';
-  proc.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
-  proc.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
-  const done = new Promise((resolve, reject) => {
-    proc.on('error', reject);
-    proc.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-  return withTimeout(done, ms, `switchboard ${args.join(' ')} to exit`).catch((e) => {
-    proc.kill('SIGKILL');
-    throw new Error(`${e.message}\nstdout: ${stdout}\nstderr: ${stderr}`);
-  });
-}
+const run = (args, ms) => runToExit(args, { ms });
 
 describe('command line', () => {
   for (const flag of ['--help', '-h']) {

@@ -6,13 +6,12 @@
 // run time, logging each change, and keeping the running configuration
 // when the new file is not valid.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { SB_BIN, serverEnv, start } from './lib/server.mjs';
+import { runToExit, serverEnv, start } from './lib/server.mjs';
 import { HubClient, tempDir } from './lib/hub.mjs';
 import { httpGet, withTimeout } from './lib/util.mjs';
 
@@ -25,22 +24,8 @@ function cleanEnv(extra = {}) {
   return { ...env, ...extra };
 }
 
-// Runs the binary to completion; resolves {code, stdout, stderr}.
-function run(args, env = {}, ms = 10000) {
-  const proc = spawn(SB_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv(env) });
-  let stdout = '';
-  let stderr = '';
-  proc.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
-  proc.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
-  const done = new Promise((resolve, reject) => {
-    proc.on('error', reject);
-    proc.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-  return withTimeout(done, ms, `switchboard ${args.join(' ')} to exit`).catch((e) => {
-    proc.kill('SIGKILL');
-    throw new Error(`${e.message}\nstdout: ${stdout}\nstderr: ${stderr}`);
-  });
-}
+// Runs the binary to completion; resolves {code, signal, stdout, stderr}.
+const run = (args, env = {}, ms) => runToExit(args, { env: cleanEnv(env), ms });
 
 const dir = tempDir('sb-config-');
 let fileSeq = 0;

@@ -7,48 +7,12 @@
 // Each limit is hit and its exact answer checked, and the counters in
 // /metrics and /stats.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { api, closeAll, HubClient, WAIT_MS } from './lib/hub.mjs';
 import { start } from './lib/server.mjs';
 import { withTimeout } from './lib/util.mjs';
-
-// A WebSocket handshake from localAddress. Resolves {status: 101} on an
-// upgrade (and drops the connection), else {status, body}.
-function upgrade(server, path, localAddress = '127.0.0.1') {
-  const p = new Promise((resolve, reject) => {
-    const req = request({
-      host: '127.0.0.1',
-      port: server.port,
-      path,
-      localAddress,
-      agent: false,
-      headers: {
-        Connection: 'Upgrade',
-        Upgrade: 'websocket',
-        'Sec-WebSocket-Version': '13',
-        'Sec-WebSocket-Key': randomBytes(16).toString('base64'),
-      },
-    });
-    req.on('upgrade', (res, socket) => {
-      socket.destroy();
-      resolve({ status: res.statusCode });
-    });
-    req.on('response', (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => {
-        body += d;
-      });
-      res.on('end', () => resolve({ status: res.statusCode, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-  return withTimeout(p, WAIT_MS, `handshake on ${path} from ${localAddress}`);
-}
+import { wsUpgrade } from './lib/http.mjs';
 
 // An open `ws` client on path from localAddress.
 async function open(server, path, localAddress = '127.0.0.1') {
@@ -103,12 +67,12 @@ describe('max_connections 3 and max_connections_per_ip 2', () => {
   test('429 past the per-address limit, 503 past the total; each route counts', async () => {
     open_.push(await open(server, '/ws', '127.0.0.1'));
     open_.push(await open(server, '/echo', '127.0.0.1'));
-    const perIp = await upgrade(server, '/ws/raw', '127.0.0.1');
+    const perIp = await wsUpgrade(server, '/ws/raw', { localAddress: '127.0.0.1' });
     assert.equal(perIp.status, 429, 'a third connection from 127.0.0.1');
     assert.match(perIp.body, /^429 Too Many Requests: this address already has 2 WebSocket connections.*max_connections_per_ip/);
     // Another address has its own count.
     open_.push(await open(server, '/ws/raw', '127.0.0.2'));
-    const total = await upgrade(server, '/ws', '127.0.0.3');
+    const total = await wsUpgrade(server, '/ws', { localAddress: '127.0.0.3' });
     assert.equal(total.status, 503, 'a fourth connection in total');
     assert.match(total.body, /^503 Service Unavailable: .*max_connections/);
     // HTTP requests are not WebSocket connections: they still get answers.
@@ -132,9 +96,9 @@ describe('max_connections 3 and max_connections_per_ip 2', () => {
     const dropped = open_.splice(1, 1)[0]; // 127.0.0.2's
     dropped.terminate();
     await untilConnections(server, 2);
-    assert.equal((await upgrade(server, '/echo', '127.0.0.1')).status, 429, '127.0.0.1 is full again');
+    assert.equal((await wsUpgrade(server, '/echo', { localAddress: '127.0.0.1' })).status, 429, '127.0.0.1 is full again');
     open_.push(await open(server, '/echo', '127.0.0.2'));
-    assert.equal((await upgrade(server, '/echo', '127.0.0.3')).status, 503, 'the total is reached again');
+    assert.equal((await wsUpgrade(server, '/echo', { localAddress: '127.0.0.3' })).status, 503, 'the total is reached again');
   });
 });
 

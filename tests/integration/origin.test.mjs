@@ -4,61 +4,25 @@
 // the origins of allowed_origins ("*": any); any other Origin gets 403 with a
 // reason and no WebSocket, on every WebSocket route, counted in /metrics.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { api, HubClient, WAIT_MS } from './lib/hub.mjs';
 import { start } from './lib/server.mjs';
 import { withTimeout } from './lib/util.mjs';
+import { wsUpgrade } from './lib/http.mjs';
 
 const ROUTES = ['/ws', '/ws/raw', '/echo'];
 
-// A WebSocket handshake with these headers (Host defaults to the server's
-// address). Resolves {status: 101} on an upgrade, else {status, headers, body}.
-function upgrade(server, path, headers = {}) {
-  const p = new Promise((resolve, reject) => {
-    const req = request({
-      host: '127.0.0.1',
-      port: server.port,
-      path,
-      agent: false,
-      headers: {
-        Connection: 'Upgrade',
-        Upgrade: 'websocket',
-        'Sec-WebSocket-Version': '13',
-        'Sec-WebSocket-Key': randomBytes(16).toString('base64'),
-        ...headers,
-      },
-    });
-    req.on('upgrade', (res, socket) => {
-      socket.destroy();
-      resolve({ status: res.statusCode });
-    });
-    req.on('response', (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => {
-        body += d;
-      });
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-  return withTimeout(p, WAIT_MS, `handshake on ${path} with ${JSON.stringify(headers)}`);
-}
-
 async function expectAllowed(server, headers, what) {
   for (const path of ROUTES) {
-    const res = await upgrade(server, path, headers);
+    const res = await wsUpgrade(server, path, { headers });
     assert.equal(res.status, 101, `${what} on ${path}: upgraded (got ${res.status} ${res.body ?? ''})`);
   }
 }
 
 async function expectForbidden(server, headers, what) {
   for (const path of ROUTES) {
-    const res = await upgrade(server, path, headers);
+    const res = await wsUpgrade(server, path, { headers });
     assert.equal(res.status, 403, `${what} on ${path}: 403 (got ${res.status})`);
     assert.match(res.body, /^403 Forbidden: /, `${what}: plain text with the status`);
     assert.match(res.body, /allowed_origins/, `${what}: the reason names what would allow it`);
@@ -129,7 +93,7 @@ describe('the default: no Origin and the server\'s own origin only', () => {
       'null', // sandboxed frames and file: pages
     ];
     for (const origin of foreign) await expectForbidden(server, { Origin: origin }, `Origin ${origin}`);
-    const res = await upgrade(server, '/ws', { Origin: 'http://evil.example' });
+    const res = await wsUpgrade(server, '/ws', { headers: { Origin: 'http://evil.example' } });
     assert.match(res.body, /http:\/\/evil\.example/, 'the reason names the refused origin');
     assert.equal(await refusedOrigins(server), before + foreign.length * ROUTES.length + 1);
     const stats = await api(server, 'GET', '/stats');

@@ -11,7 +11,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import WebSocket from 'ws';
 
-import { start, SB_BIN } from './lib/server.mjs';
+import { runToExit, start } from './lib/server.mjs';
 import { makeCert } from './lib/cert.mjs';
 import { withTimeout } from './lib/util.mjs';
 
@@ -35,11 +35,8 @@ function curl(args) {
 }
 
 function runServer(args) {
-  return new Promise((resolve) => {
-    execFile(SB_BIN, ['--host', '127.0.0.1', '--port', '0', '--data-dir', '', ...args],
-      { timeout: 15000 }, (err, stdout, stderr) =>
-        resolve({ code: err ? err.code : 0, stdout, stderr }));
-  });
+  return runToExit(['--host', '127.0.0.1', '--port', '0', '--data-dir', '', ...args],
+    { ms: 15000 });
 }
 
 describe('TLS', () => {

@@ -2,6 +2,8 @@
 // answers (status line, headers, Content-Length body), see whether the
 // server keeps the connection or ends it.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { request } from 'node:http';
 import net from 'node:net';
 import { withTimeout } from './util.mjs';
 
@@ -120,4 +122,43 @@ export function req(method, path, headers = {}, version = '1.1') {
   return `${method} ${path} HTTP/${version}\r\n` +
     Object.entries(h).filter(([, v]) => v !== null).map(([k, v]) => `${k}: ${v}\r\n`).join('') +
     '\r\n';
+}
+
+// A WebSocket handshake on its own connection, with extra headers and from
+// localAddress. Resolves {status: 101, headers} when the server upgrades (the
+// connection is then dropped), else {status, headers, body} of its answer.
+export function wsUpgrade(server, path, { headers = {}, localAddress = '127.0.0.1',
+  ms = 10000 } = {}) {
+  const p = new Promise((resolve, reject) => {
+    const req = request({
+      host: '127.0.0.1',
+      port: server.port,
+      path,
+      localAddress,
+      agent: false,
+      headers: {
+        Connection: 'Upgrade',
+        Upgrade: 'websocket',
+        'Sec-WebSocket-Version': '13',
+        'Sec-WebSocket-Key': randomBytes(16).toString('base64'),
+        ...headers,
+      },
+    });
+    req.on('upgrade', (res, socket) => {
+      socket.destroy();
+      resolve({ status: res.statusCode, headers: res.headers });
+    });
+    req.on('response', (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => {
+        body += d;
+      });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  return withTimeout(p, ms,
+    `handshake on ${path} from ${localAddress} with ${JSON.stringify(headers)}`);
 }

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { withTimeout } from './util.mjs';
 
 export const SB_BIN =
   process.env.SB_BIN ?? fileURLToPath(new URL('../../../build-asan/switchboard', import.meta.url));
@@ -206,4 +207,22 @@ export function rssKiB(pid) {
   const m = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status);
   assert.ok(m, `no VmRSS in /proc/${pid}/status`);
   return Number(m[1]);
+}
+
+// Runs the binary with args to completion (a command like --check-config, or
+// a start that must fail); resolves {code, signal, stdout, stderr}.
+export function runToExit(args, { env = serverEnv(), ms = 10000 } = {}) {
+  const proc = spawn(SB_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+  proc.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+  const done = new Promise((resolve, reject) => {
+    proc.on('error', reject);
+    proc.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+  return withTimeout(done, ms, `switchboard ${args.join(' ')} to exit`).catch((e) => {
+    proc.kill('SIGKILL');
+    throw new Error(`${e.message}\nstdout: ${stdout}\nstderr: ${stderr}`);
+  });
 }
