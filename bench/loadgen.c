@@ -53,7 +53,9 @@
 #define LG_CYCLE_MS 5000            /* churn: a cycle taking longer fails */
 #define LG_SWEEP_MS 250             /* churn: timeouts and restarts after a failure */
 #define LG_REACH_MS 10000           /* idle: wait for the broadcast to arrive everywhere */
-#define LG_SETTLE_MS 1000           /* idle: let the join notices drain before reading RSS */
+/* idle: let the join notices drain, and periodic heap trims run (Switchboard
+ * trims every 10 s), before reading the server's memory */
+#define LG_SETTLE_MS 11000
 #define LG_ROOM_MEMBERS 1000        /* idle: default largest room */
 #define LG_PUBLISH_QUEUE (4u << 20) /* fanout --rate: skip a tick while this is unwritten */
 #define LG_MAX_IPS 64
@@ -1455,7 +1457,9 @@ typedef struct {
     report_t last; /* its latest report */
 } worker_t;
 
-/* The server's resident set in bytes (VmRSS), or 0 if it cannot be read. */
+/* The server's anonymous resident memory in bytes (RssAnon: heap, stacks,
+ * what the server itself allocated; not the pages of its binary and shared
+ * libraries, which VmRSS also counts), or 0 if it cannot be read. */
 static uint64_t server_rss(long pid)
 {
     char path[64], line[256];
@@ -1465,7 +1469,7 @@ static uint64_t server_rss(long pid)
     if (!f)
         return 0;
     while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %llu kB", (unsigned long long *)&kb) == 1)
+        if (sscanf(line, "RssAnon: %llu kB", (unsigned long long *)&kb) == 1)
             break;
     fclose(f);
     return kb * 1024;
@@ -1664,7 +1668,7 @@ static const char usage_text[] =
     "  --hold S           idle: seconds to hold the connections once joined\n"
     "                     (default 5)\n"
     "  --procs N          idle: worker processes sharing the connections (default 1)\n"
-    "  --server-pid PID   idle: report the server's RSS (VmRSS) before and after\n"
+    "  --server-pid PID   idle: report the server's RSS (RssAnon) before and after\n"
     "  --broadcast        idle: once joined, send one broadcast and time its reach\n"
     "  -h, --help         show this help\n"
     "\n"

@@ -185,8 +185,10 @@ def main():
         ref = per_conn(sc, REFERENCE)
         conns = sc.split("-", 1)[1] if "-" in sc else "?"
         md.append(f"{conns} connections opened and joined (rooms of at most 1,000 members), then "
-                  "held idle; RSS per connection = (the server's VmRSS once they have all joined − "
-                  "VmRSS before) ÷ joined connections, both read by `loadgen idle --server-pid`. "
+                  "held idle; RSS per connection = (the server's anonymous memory, RssAnon, 11 s "
+                  "after they have all joined − RssAnon before) ÷ joined connections, both read by "
+                  "`loadgen idle --server-pid` (RssAnon leaves out the pages of the binary and its "
+                  "libraries; the 11 s let periodic heap trims and garbage collectors run). "
                   "The last column is the most VmRSS in the last second of the hold (sampled by "
                   "bench/run.sh), for servers still busy with the joins when loadgen reads it.\n")
         md.append("| Server | RSS before | RSS once joined | RSS per connection | "
