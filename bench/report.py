@@ -122,7 +122,8 @@ def main():
               "would, with its SQLite history in a fresh data directory; the memory-only column is "
               "`--data-dir ''`. Each throughput scenario runs "
               f"{env('BENCH_REPEAT', '?')} times and the best run is kept. Rates and latencies are the "
-              "load generator's; RSS is the server's VmRSS.")
+              "load generator's; RSS per idle connection is the server's RssAnon, the other RSS "
+              "figures its VmRSS.")
     md.append("- **Ratios** are Switchboard (SQLite history) ÷ the other server: above 1 means "
               "Switchboard delivers more per second (throughput), or has the higher p99 latency "
               "(fixed-rate fan-out) or uses more memory (RSS per connection).\n")
