@@ -565,6 +565,55 @@ int sb_room_history_request(sb_room_t *room, sb_conn_t *conn, uint64_t since, si
                             int after_join, sb_history_cb cb, void *arg);
 /* Does the hub share with other nodes (the redis engine)? */
 int sb_hub_clustered(const sb_hub_t *hub);
+
+/* ---- presence on every node (docs/cluster.md) ---------------------------
+ * Only the redis engine counts presence for the cluster. The calls that
+ * change it return 1 when the engine took the change (its events then come
+ * through the cluster), 0 when the caller must do what one node does (the
+ * local engine, or a node that cannot reach Redis), or a negative SB_E*. */
+
+/* A member change: user_id (nickname may be NULL) joined (delta 1) or left
+ * (-1) room on this node. The event is head + COUNT + tail, COUNT being the
+ * room's members on every node after the change; announce sends it to the
+ * members on every node; confirm (may be NULL) gets it too, directly. For a
+ * join, presence (may be NULL) goes to the room when this is the user's
+ * first connection in it on any node. */
+typedef struct sb_member_change_s {
+    const char *user_id, *nickname;
+    int delta;
+    const char *head, *tail;
+    int announce;
+    sb_conn_t *confirm;
+    const char *presence;
+} sb_member_change_t;
+int sb_room_publish_member(sb_room_t *room, const sb_member_change_t *c);
+/* A connection of user_id opened (delta 1) or closed (-1). When a close
+ * ends the user's last connection on any node, presence (may be NULL) goes
+ * to the members of each of rooms[0..n) on every node. */
+int sb_hub_publish_user_conn(sb_hub_t *hub, const char *user_id, const char *nickname, int delta,
+                             sb_room_t *const *rooms, size_t n, const char *presence);
+/* 1 while the calls below answer for every node (redis engine, connected
+ * and synchronised); 0: use this node's own counts (sb_room_count...). */
+int sb_hub_presence_shared(const sb_hub_t *hub);
+typedef struct sb_room_info_s {
+    const char *name; /* valid until the loop runs again */
+    size_t members;   /* connections in the room on every node */
+} sb_room_info_t;
+typedef struct sb_user_info_s {
+    const char *user_id, *nickname; /* valid until the loop runs again */
+    size_t connections;             /* of this user in the room, on every node */
+} sb_user_info_t;
+/* Unique users online on every node. */
+size_t sb_hub_shared_user_count(const sb_hub_t *hub);
+/* Connections of a user on every node. */
+size_t sb_hub_shared_user_conns(const sb_hub_t *hub, const char *user_id);
+/* The rooms with members on any node; returns how many (fills up to max). */
+size_t sb_hub_shared_rooms(const sb_hub_t *hub, sb_room_info_t *out, size_t max);
+/* Members (connections) of a room on every node. */
+size_t sb_hub_shared_room_count(const sb_hub_t *hub, const char *room);
+/* The users of a room on every node; returns how many (fills up to max). */
+size_t sb_hub_shared_room_users(const sb_hub_t *hub, const char *room, sb_user_info_t *out,
+                                size_t max);
 /* "ok", or "degraded" while the engine cannot reach the cluster (then only
  * this node's connections are reached). */
 const char *sb_hub_engine_status(const sb_hub_t *hub);

@@ -99,8 +99,9 @@ static json_t *stats(app_t *app)
         "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, "
         "s:I, s:I}",
         "status", "ok", "connections", (json_int_t)m.connections, "total_connections",
-        (json_int_t)m.connections_total, "unique_users", (json_int_t)sb_hub_user_count(app->hub),
-        "rooms", (json_int_t)sb_hub_rooms(app->hub, NULL, 0), "messages_received",
+        (json_int_t)m.connections_total, "unique_users",
+        (json_int_t)sb_hub_shared_user_count(app->hub), "rooms",
+        (json_int_t)sb_hub_shared_rooms(app->hub, NULL, 0), "messages_received",
         (json_int_t)m.messages_in, "messages_sent", (json_int_t)m.messages_out, "bytes_received",
         (json_int_t)m.bytes_in, "bytes_sent", (json_int_t)m.bytes_out,
         "messages_received_per_second", m.messages_in_rate, "messages_sent_per_second",
@@ -187,10 +188,10 @@ static void get_metrics(sb_request_t *req, void *data)
         "# HELP switchboard_connections_total WebSocket connections opened.\n"
         "# TYPE switchboard_connections_total counter\n"
         "switchboard_connections_total %llu\n"
-        "# HELP switchboard_users Unique users online.\n"
+        "# HELP switchboard_users Unique users online (on every node, in a cluster).\n"
         "# TYPE switchboard_users gauge\n"
         "switchboard_users %zu\n"
-        "# HELP switchboard_rooms Rooms.\n"
+        "# HELP switchboard_rooms Rooms (with members on any node, in a cluster).\n"
         "# TYPE switchboard_rooms gauge\n"
         "switchboard_rooms %zu\n"
         "# HELP switchboard_messages_received_total WebSocket messages received.\n"
@@ -212,7 +213,7 @@ static void get_metrics(sb_request_t *req, void *data)
         "# TYPE switchboard_uptime_seconds gauge\n"
         "switchboard_uptime_seconds %llu\n",
         (unsigned long long)m.connections, (unsigned long long)m.connections_total,
-        sb_hub_user_count(app->hub), sb_hub_rooms(app->hub, NULL, 0),
+        sb_hub_shared_user_count(app->hub), sb_hub_shared_rooms(app->hub, NULL, 0),
         (unsigned long long)m.messages_in, (unsigned long long)m.messages_out,
         (unsigned long long)m.bytes_in, (unsigned long long)m.bytes_out,
         (unsigned long long)m.slow_consumers, (unsigned long long)(m.uptime_ms / 1000));
@@ -262,6 +263,11 @@ static void post_broadcast(sb_request_t *req, void *data)
             return;
         }
         reached = chat_publish(app, room, "server", "server", msg, NULL, NULL);
+        /* In a cluster the message comes back through Redis to the room's
+         * members on every node: those are counted. */
+        if (reached >= 0 && sb_hub_clustered(app->hub) &&
+            !strcmp(sb_hub_engine_status(app->hub), "ok"))
+            reached = (int)sb_hub_shared_room_count(app->hub, json_string_value(room_name));
     } else {
         reached = chat_broadcast(app, "server", "server", msg, NULL);
     }
@@ -283,11 +289,48 @@ static json_t *room_json(sb_room_t *room)
                      stamp[0] ? stamp : NULL);
 }
 
+/* /api/rooms in a cluster: the rooms with members on any node (and this
+ * node's empty ones) with their members on every node; messages and
+ * last_activity are what this node has seen. */
+static json_t *shared_rooms(app_t *app)
+{
+    size_t n = sb_hub_shared_rooms(app->hub, NULL, 0);
+    sb_room_info_t *info = malloc((n ? n : 1) * sizeof *info);
+    json_t *arr = json_array();
+    if (!info || !arr) {
+        free(info);
+        json_decref(arr);
+        return NULL;
+    }
+    n = sb_hub_shared_rooms(app->hub, info, n);
+    for (size_t i = 0; i < n; i++) {
+        sb_room_t *room = sb_hub_room(app->hub, info[i].name);
+        char stamp[32] = "";
+        if (room && sb_room_last_activity(room))
+            chat_timestamp(sb_room_last_activity(room), stamp);
+        json_array_append_new(
+            arr, json_pack("{s:s, s:I, s:I, s:s?}", "name", info[i].name, "members",
+                           (json_int_t)info[i].members, "messages",
+                           (json_int_t)(room ? sb_room_message_count(room) : 0), "last_activity",
+                           stamp[0] ? stamp : NULL));
+    }
+    free(info);
+    return arr;
+}
+
 static void get_rooms(sb_request_t *req, void *data)
 {
     app_t *app = data;
     if (!authorized(app, req))
         return;
+    if (sb_hub_presence_shared(app->hub)) {
+        json_t *arr = shared_rooms(app);
+        if (arr)
+            respond_json(req, 200, json_pack("{s:o}", "rooms", arr));
+        else
+            respond_error(req, 500, "internal_error", "out of memory");
+        return;
+    }
     size_t n = sb_hub_rooms(app->hub, NULL, 0);
     sb_room_t **rooms = malloc((n ? n : 1) * sizeof *rooms);
     json_t *arr = json_array();
@@ -302,6 +345,36 @@ static void get_rooms(sb_request_t *req, void *data)
         json_array_append_new(arr, room_json(rooms[i]));
     free(rooms);
     respond_json(req, 200, json_pack("{s:o}", "rooms", arr));
+}
+
+/* GET /api/rooms/{room}/users in a cluster: one entry per user with its
+ * connections on every node (connection ids live on their own node).
+ * Returns 0 when this node answers for itself. */
+static int shared_room_users(app_t *app, sb_request_t *req, const char *name)
+{
+    if (!sb_hub_presence_shared(app->hub))
+        return 0;
+    size_t n = sb_hub_shared_room_users(app->hub, name, NULL, 0);
+    if (!n && !sb_hub_room(app->hub, name)) {
+        respond_error(req, 404, "room_not_found", "there is no room of that name");
+        return 1;
+    }
+    sb_user_info_t *u = malloc((n ? n : 1) * sizeof *u);
+    json_t *arr = json_array();
+    if (!u || !arr) {
+        free(u);
+        json_decref(arr);
+        respond_error(req, 500, "internal_error", "out of memory");
+        return 1;
+    }
+    n = sb_hub_shared_room_users(app->hub, name, u, n);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:s}", "user_id", u[i].user_id,
+                                             "nickname", u[i].nickname, "connections",
+                                             (json_int_t)u[i].connections, "status", "online"));
+    free(u);
+    respond_json(req, 200, json_pack("{s:s, s:o}", "room", name, "users", arr));
+    return 1;
 }
 
 /* /api/rooms/{room}/users and /api/rooms/{room}/messages */
@@ -337,6 +410,8 @@ static void room_resource(sb_request_t *req, void *data)
                            "{\"code\":\"method_not_allowed\",\"error\":\"see Allow\"}\n", 51);
         return;
     }
+    if (users && shared_room_users(app, req, room_name))
+        return;
     sb_room_t *room = sb_hub_room(app->hub, room_name);
     if (!room && messages && !app->fixed_rooms && chat_room_name_valid(room_name) &&
         strlen(room_name) <= auth_room_name_max(app)) {
@@ -391,16 +466,23 @@ static void room_resource(sb_request_t *req, void *data)
         json_decref(body);
         return;
     }
-    uint64_t id = sb_room_next_id(room);
+    /* In a cluster Redis gives the id after this answer (docs/api.md): the
+     * answer says null, and delivered counts the room's members on every
+     * node, to whom the message is published. */
+    int clustered = sb_hub_clustered(app->hub) && !strcmp(sb_hub_engine_status(app->hub), "ok");
+    uint64_t id = clustered ? 0 : sb_room_next_id(room);
     int reached = chat_publish(app, room, "server", nick ? json_string_value(nick) : "server",
                                content, d, json_object_get(body, "metadata"));
     json_decref(body);
+    if (reached >= 0 && clustered)
+        reached = (int)sb_hub_shared_room_count(app->hub, room_name);
     if (reached < 0)
         respond_error(req, 500, "internal_error", "the message could not be stored");
     else
         respond_json(req, 201,
-                     json_pack("{s:s, s:I, s:i}", "status", "sent", "id", (json_int_t)id,
-                               "delivered", reached));
+                     json_pack("{s:s, s:o, s:i}", "status", "sent", "id",
+                               id ? json_integer((json_int_t)id) : json_null(), "delivered",
+                               reached));
 }
 
 int api_routes(app_t *app)

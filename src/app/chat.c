@@ -248,10 +248,13 @@ static void history_ready(sb_conn_t *conn, sb_room_t *room, int status, const sb
         return;
     }
     char *head = dump(json_pack("{s:s, s:s}", "type", "history", "room", sb_room_name(room)));
-    if (!head)
+    size_t hlen = head ? strlen(head) : 0;
+    if (hlen < 2) { /* (a dump is "{...}"; this tells the optimizer so) */
+        free(head);
         return;
+    }
     strbuf_t b = {0};
-    sb_append(&b, head, strlen(head) - 1); /* without the closing brace */
+    sb_append(&b, head, hlen - 1); /* without the closing brace */
     free(head);
     sb_append(&b, ",\"messages\":[", 13);
     for (size_t i = 0; i < n; i++) {
@@ -296,6 +299,60 @@ static json_t *user_event(const char *type, sb_room_t *room, sb_conn_t *conn)
                      (json_int_t)sb_room_count(room), "timestamp", timestamp_json());
 }
 
+/* In a cluster the count in a join or leave event is the room's on every
+ * node, known only in Redis: the engine splices it between head and tail
+ * (sb_room_publish_member). Fills *c; returns 0, or -1 out of memory (then
+ * nothing is left to free). */
+static int member_change(sb_member_change_t *c, const char *type, sb_room_t *room, sb_conn_t *conn,
+                         int delta)
+{
+    char *head = dump(json_pack("{s:s, s:s, s:s, s:s}", "type", type, "room", sb_room_name(room),
+                                "nickname", nickname_of(conn), "user_id", sb_conn_user_id(conn)));
+    char *ts = dump(json_pack("{s:o}", "timestamp", timestamp_json()));
+    char *h = head ? malloc(strlen(head) + 16) : NULL;
+    if (!h || !ts) {
+        free(head);
+        free(ts);
+        free(h);
+        return -1;
+    }
+    /* {...} -> {...,"user_count":   and  {"timestamp":...} -> ,"timestamp":...} */
+    snprintf(h, strlen(head) + 16, "%.*s,\"user_count\":", (int)strlen(head) - 1, head);
+    free(head);
+    ts[0] = ',';
+    *c = (sb_member_change_t){.user_id = sb_conn_user_id(conn),
+                              .nickname = sb_conn_name(conn),
+                              .delta = delta,
+                              .head = h,
+                              .tail = ts};
+    return 0;
+}
+
+static void member_change_free(sb_member_change_t *c)
+{
+    free((char *)c->head);
+    free((char *)c->tail);
+    free((char *)c->presence);
+}
+
+/* The join (delta 1) or leave (-1) of conn, through the cluster: 1 when the
+ * engine took it, 0 when this node announces it itself. */
+static int cluster_member(app_t *app, sb_room_t *room, sb_conn_t *conn, int delta, int announce,
+                          int confirm)
+{
+    sb_member_change_t c;
+    if (!sb_hub_clustered(app->hub) ||
+        member_change(&c, delta > 0 ? "user_joined" : "user_left", room, conn, delta))
+        return 0;
+    c.announce = announce;
+    c.confirm = confirm ? conn : NULL;
+    if (delta > 0 && announce)
+        c.presence = dump(presence(conn, "online"));
+    int r = sb_room_publish_member(room, &c);
+    member_change_free(&c);
+    return r > 0;
+}
+
 /* Is another connection of conn's user a member of room? */
 static int user_in_room_elsewhere(app_t *app, sb_room_t *room, sb_conn_t *conn)
 {
@@ -314,11 +371,13 @@ static int user_in_room_elsewhere(app_t *app, sb_room_t *room, sb_conn_t *conn)
 }
 
 /* Are joins, leaves and presence told to everyone in the room? Past
- * --presence-limit members they are not: each notice costs a message per
- * member, so a room filling up would cost the square of its size. */
+ * --presence-limit members (on every node, in a cluster) they are not: each
+ * notice costs a message per member, so a room filling up would cost the
+ * square of its size. */
 static int announces(const app_t *app, sb_room_t *room)
 {
-    return !app->presence_limit || sb_room_count(room) <= app->presence_limit;
+    return !app->presence_limit ||
+           sb_hub_shared_room_count(app->hub, sb_room_name(room)) <= app->presence_limit;
 }
 
 /* ---- handlers of client messages --------------------------------------- */
@@ -448,7 +507,10 @@ static void on_join(app_t *app, sb_conn_t *conn, json_t *msg)
             send_error(conn, "internal_error", "could not join the room; try again");
             return;
         }
-        if (!announces(app, room)) {
+        int announce = announces(app, room);
+        if (cluster_member(app, room, conn, 1, announce, !announce)) {
+            /* the events come back through the cluster */
+        } else if (!announce) {
             send_json(conn, user_event("user_joined", room, conn)); /* the joiner's confirmation */
         } else {
             room_broadcast_obj(room, NULL, user_event("user_joined", room, conn));
@@ -468,6 +530,8 @@ static void leave_room(app_t *app, sb_conn_t *conn, sb_room_t *room)
 {
     int announce = announces(app, room);
     sb_room_leave(room, conn);
+    if (cluster_member(app, room, conn, -1, announce, 1))
+        return;
     json_t *ev = user_event("user_left", room, conn);
     char *s = dump(ev);
     if (!s)
@@ -592,14 +656,50 @@ static void on_history(app_t *app, sb_conn_t *conn, json_t *msg)
     send_history(conn, room, since ? (uint64_t)json_integer_value(since) : 0, n, 0);
 }
 
+/* users in a cluster: every node's members, one entry per user; a room
+ * with members only on other nodes is found too. Returns 0 when it is not a
+ * cluster with presence to answer from. */
+static int shared_users(app_t *app, sb_conn_t *conn, json_t *msg)
+{
+    if (!sb_hub_presence_shared(app->hub))
+        return 0;
+    const char *name = room_name(app, conn, msg);
+    if (!name)
+        return 1;
+    size_t n = sb_hub_shared_room_users(app->hub, name, NULL, 0);
+    if (!n && !sb_hub_room(app->hub, name)) {
+        send_error(conn, "room_not_found", "there is no room of that name");
+        return 1;
+    }
+    if (room_forbidden(app, conn, name))
+        return 1;
+    sb_user_info_t *u = malloc((n ? n : 1) * sizeof *u);
+    json_t *users = json_array();
+    if (!u || !users) {
+        free(u);
+        json_decref(users);
+        return 1;
+    }
+    n = sb_hub_shared_room_users(app->hub, name, u, n);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(users, json_pack("{s:s, s:s, s:s}", "user_id", u[i].user_id,
+                                               "nickname", u[i].nickname, "status", "online"));
+    free(u);
+    send_json(conn, json_pack("{s:s, s:s, s:o}", "type", "users", "room", name, "users", users));
+    return 1;
+}
+
 static void on_users(app_t *app, sb_conn_t *conn, json_t *msg)
 {
+    if (shared_users(app, conn, msg))
+        return;
     sb_room_t *room = find_room(app, conn, msg);
     if (!room || room_forbidden(app, conn, sb_room_name(room)))
         return;
+    json_t *users;
     size_t n = sb_room_count(room);
     sb_conn_t **members = malloc((n ? n : 1) * sizeof *members);
-    json_t *users = json_array();
+    users = json_array();
     if (!members || !users) {
         free(members);
         json_decref(users);
@@ -634,10 +734,11 @@ static void on_direct(app_t *app, sb_conn_t *conn, json_t *msg)
     /* A user id wins over a nickname, so that a direct to an id always
      * reaches that user, whatever nicknames others have picked. */
     const char *target = json_string_value(to);
-    chat_nick_t *n = sb_hub_user_conns(app->hub, target, NULL, 0) ? NULL : nick_find(app, target);
+    chat_nick_t *n = sb_hub_shared_user_conns(app->hub, target) ? NULL : nick_find(app, target);
     const char *uid = n ? sb_conn_user_id(n->conn) : target;
-    /* In a cluster the user may be on another node: it is sent there. */
-    if (!sb_hub_clustered(app->hub) && !sb_hub_user_conns(app->hub, uid, NULL, 0)) {
+    /* In a cluster the user may be on another node: the cluster's presence
+     * says whether it is online anywhere. */
+    if (!sb_hub_shared_user_conns(app->hub, uid)) {
         send_error(conn, "unknown_user", "no user of that id or nickname is online");
         return;
     }
@@ -715,6 +816,8 @@ static void ws_open(sb_hub_t *hub, sb_conn_t *conn, void *data)
     (void)hub;
     /* First: with a token, the welcome already names its user. */
     sb_conn_set_data(conn, auth_open(app, conn));
+    /* In a cluster the user is online on every node from now on. */
+    sb_hub_publish_user_conn(app->hub, sb_conn_user_id(conn), sb_conn_name(conn), 1, NULL, 0, NULL);
     char stamp[32];
     chat_timestamp(chat_now_ms(), stamp);
     send_json(conn,
@@ -786,6 +889,37 @@ static void ws_dropped(sb_hub_t *hub, sb_conn_t *conn, uint32_t count, void *dat
     send_json(conn, err);
 }
 
+/* ws_close in a cluster: the leaves and the user's connection count go
+ * through Redis, which says when this was the user's last connection on
+ * any node (then the rooms get presence offline). Returns 0 when the node
+ * cannot reach the cluster (ws_close does what one node does). */
+static int cluster_close(app_t *app, sb_conn_t *conn, sb_room_t **rooms, size_t n)
+{
+    if (strcmp(sb_hub_engine_status(app->hub), "ok") != 0)
+        return 0;
+    if (!rooms)
+        n = 0; /* out of memory: the leaves are not announced */
+    int last = !user_has_other_conns(app, conn);
+    size_t told = 0; /* rooms that announce: they get the offline presence */
+    sb_conn_rooms(conn, rooms, n);
+    for (size_t i = 0; i < n; i++) {
+        int announce = announces(app, rooms[i]);
+        sb_room_leave(rooms[i], conn);
+        if (!announce)
+            continue;
+        if (!cluster_member(app, rooms[i], conn, -1, 1, 0))
+            room_broadcast_obj(rooms[i], NULL, user_event("user_left", rooms[i], conn));
+        rooms[told++] = rooms[i];
+    }
+    char *offline = dump(presence(conn, "offline"));
+    int r = sb_hub_publish_user_conn(app->hub, sb_conn_user_id(conn), sb_conn_name(conn), -1, rooms,
+                                     told, offline);
+    free(offline);
+    for (size_t i = 0; r <= 0 && last && i < told; i++)
+        room_broadcast_obj(rooms[i], NULL, presence(conn, "offline"));
+    return 1;
+}
+
 static void ws_close(sb_hub_t *hub, sb_conn_t *conn, int code, void *data)
 {
     (void)hub;
@@ -796,7 +930,9 @@ static void ws_close(sb_hub_t *hub, sb_conn_t *conn, int code, void *data)
     int last = !user_has_other_conns(app, conn);
     size_t n = sb_conn_rooms(conn, NULL, 0);
     sb_room_t **rooms = n ? malloc(n * sizeof *rooms) : NULL;
-    if (rooms) {
+    if (sb_hub_clustered(app->hub) && cluster_close(app, conn, rooms, n)) {
+        /* the cluster counts the leaves and says when the user is offline */
+    } else if (rooms) {
         sb_conn_rooms(conn, rooms, n);
         for (size_t i = 0; i < n; i++) {
             int announce = announces(app, rooms[i]);

@@ -169,3 +169,87 @@ void sb__engine_room_active(sb_room_t *room, int active)
     if (hub->engine->room_active)
         hub->engine->room_active(hub, room, active);
 }
+
+/* ---- presence on every node -------------------------------------------- */
+
+int sb_room_publish_member(sb_room_t *room, const sb_member_change_t *c)
+{
+    sb_hub_t *hub = room->hub;
+    if (!c || !c->user_id || !c->head || !c->tail || (c->delta != 1 && c->delta != -1))
+        return SB_EINVAL;
+    return hub->engine->member ? hub->engine->member(hub, room, c) : 0;
+}
+
+int sb_hub_publish_user_conn(sb_hub_t *hub, const char *user_id, const char *nickname, int delta,
+                             sb_room_t *const *rooms, size_t n, const char *presence)
+{
+    if (!user_id || (delta != 1 && delta != -1) || (n && !rooms))
+        return SB_EINVAL;
+    return hub->engine->user_conn
+               ? hub->engine->user_conn(hub, user_id, nickname, delta, rooms, n, presence)
+               : 0;
+}
+
+int sb_hub_presence_shared(const sb_hub_t *hub)
+{
+    return hub->engine->shared && hub->engine->shared(hub);
+}
+
+/* Without shared presence these answer for this node: the caller should
+ * ask sb_hub_presence_shared() first; these are right either way. */
+size_t sb_hub_shared_user_count(const sb_hub_t *hub)
+{
+    return sb_hub_presence_shared(hub) ? hub->engine->user_count(hub) : sb_hub_user_count(hub);
+}
+
+size_t sb_hub_shared_user_conns(const sb_hub_t *hub, const char *user_id)
+{
+    return sb_hub_presence_shared(hub) ? hub->engine->user_conns(hub, user_id)
+                                       : sb_hub_user_conns(hub, user_id, NULL, 0);
+}
+
+size_t sb_hub_shared_rooms(const sb_hub_t *hub, sb_room_info_t *out, size_t max)
+{
+    if (sb_hub_presence_shared(hub))
+        return hub->engine->rooms(hub, out, max);
+    size_t n = 0;
+    for (const sb_room_t *r = hub->rooms; r; r = r->hh.next, n++)
+        if (n < max)
+            out[n] = (sb_room_info_t){r->name, r->n};
+    return n;
+}
+
+size_t sb_hub_shared_room_count(const sb_hub_t *hub, const char *room)
+{
+    if (sb_hub_presence_shared(hub))
+        return hub->engine->room_count(hub, room);
+    const sb_room_t *r = sb_hub_room(hub, room);
+    return r ? r->n : 0;
+}
+
+size_t sb_hub_shared_room_users(const sb_hub_t *hub, const char *room, sb_user_info_t *out,
+                                size_t max)
+{
+    if (sb_hub_presence_shared(hub))
+        return hub->engine->room_users(hub, room, out, max);
+    /* One entry per user, however many connections it has here. */
+    const sb_room_t *r = sb_hub_room(hub, room);
+    size_t n = 0;
+    for (uint32_t i = 0; r && i < r->n; i++) {
+        const sb_conn_t *c = r->members[i]->conn;
+        const char *uid = sb_conn_user_id(c);
+        size_t j = 0;
+        for (; j < n && j < max && strcmp(out[j].user_id, uid) != 0; j++)
+            ;
+        if (j < n && j < max) {
+            out[j].connections++;
+            continue;
+        }
+        if (n < max) {
+            const char *nick = sb_conn_name(c);
+            out[n] = (sb_user_info_t){uid, nick ? nick : uid, 1};
+        }
+        n++;
+    }
+    return n;
+}

@@ -36,6 +36,21 @@ typedef struct sb__engine_s {
                    int after_join, sb_history_cb cb, void *arg);
     /* 1 while the engine cannot reach what it shares through. */
     int (*degraded)(sb_hub_t *hub);
+    /* Presence on every node (switchboard.h, "presence on every node"); NULL
+     * on an engine that shares none. member and user_conn return 1 (taken),
+     * 0 (the caller does it for this node) or SB_E*. */
+    int (*member)(sb_hub_t *hub, sb_room_t *room, const sb_member_change_t *c);
+    int (*user_conn)(sb_hub_t *hub, const char *user_id, const char *nickname, int delta,
+                     sb_room_t *const *rooms, size_t n, const char *presence);
+    int (*shared)(const sb_hub_t *hub);
+    /* This node's id in the cluster: connection ids are only unique within
+     * a node, so a connection's own user id carries it (sb_hub_register). */
+    const char *(*node)(const sb_hub_t *hub);
+    size_t (*user_count)(const sb_hub_t *hub);
+    size_t (*user_conns)(const sb_hub_t *hub, const char *user_id);
+    size_t (*rooms)(const sb_hub_t *hub, sb_room_info_t *out, size_t max);
+    size_t (*room_count)(const sb_hub_t *hub, const char *room);
+    size_t (*room_users)(const sb_hub_t *hub, const char *room, sb_user_info_t *out, size_t max);
 } sb__engine_t;
 
 extern const sb__engine_t sb__engine_local;

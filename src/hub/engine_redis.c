@@ -15,6 +15,16 @@
  * Every payload on a channel is "KIND\nNODE\nFIELD\nBODY". While Redis is
  * out of reach the node is degraded: it serves its own clients through the
  * local engine and reconnects with backoff.
+ *
+ * Presence: one script counts a member change in Redis (per room and user,
+ * per user, and per node so that a dead node's share can be taken away),
+ * publishes the join or leave event with the room's count spliced in, the
+ * presence event when the user's count went 0 -> 1 (a room) or 1 -> 0 (any
+ * room), and the change itself on sb:p. Every node keeps a copy of the
+ * counts from sb:p (after a snapshot published to its own channel, in order
+ * with the changes), so that HTTP answers, which cannot wait, answer for the
+ * cluster. Each node refreshes sb:alive:NODE every REFRESH_MS; a node whose
+ * key has expired is reaped by the next node that looks.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,14 +33,18 @@
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 
 #include "hub/engine.h"
 #include "hub/hub.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define QUEUE_MAX 10000 /* commands waiting for a room's subscription */
-#define BASE_CHANNELS 3 /* sb:n:NODE, sb:u, sb:a */
+#define QUEUE_MAX 10000         /* commands waiting for a room's subscription */
+#define BASE_CHANNELS 4         /* sb:n:NODE, sb:u, sb:a, sb:p */
+#define CONNECT_TIMEOUT_MS 2000 /* a connect not answered by then is given up */
+#define REFRESH_MS 2000         /* sb:alive:NODE is set again this often */
+#define ALIVE_TTL_MS 6000       /* and lives this long: a dead node is gone within it */
 
 /* Sends a message (id assigned in Redis): KEYS id, history; ARGV head,
  * tail, max, channel, envelope head. */
@@ -59,13 +73,137 @@ static const char HISTORY_LUA[] =
     "redis.call('PUBLISH', ARGV[3], table.concat(parts))\n"
     "return #r / 2\n";
 
+/* A member change (see the file comment). ARGV: node, room ('' none), user,
+ * nick, room delta, user delta, event head, event tail, announce, presence,
+ * event envelope, change envelope, rooms for an offline presence... Returns
+ * {room count, user's count in the room, user's count}, or -1 when this node
+ * was reaped (it then registers again). */
+static const char MEMBER_LUA[] =
+    "local node, room, user, nick = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
+    "local dr, du = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
+    "if redis.call('SISMEMBER', 'sb:nodes', node) == 0 then return -1 end\n"
+    "local nm = 'sb:nm:' .. node\n"
+    "local total, inroom, utotal = 0, 0, 0\n"
+    "if room ~= '' and dr ~= 0 then\n"
+    "  inroom = redis.call('HINCRBY', 'sb:rc:' .. room, user, dr)\n"
+    "  if inroom <= 0 then redis.call('HDEL', 'sb:rc:' .. room, user) end\n"
+    "  total = redis.call('HINCRBY', 'sb:rn', room, dr)\n"
+    "  if total <= 0 then redis.call('HDEL', 'sb:rn', room) end\n"
+    "  local f = 'r\\n' .. room .. '\\n' .. user\n"
+    "  if redis.call('HINCRBY', nm, f, dr) <= 0 then redis.call('HDEL', nm, f) end\n"
+    "end\n"
+    "if du ~= 0 then\n"
+    "  utotal = redis.call('HINCRBY', 'sb:uc', user, du)\n"
+    "  if utotal <= 0 then redis.call('HDEL', 'sb:uc', user); redis.call('HDEL', "
+    "'sb:nick', user) end\n"
+    "  if redis.call('HINCRBY', nm, 'u\\n' .. user, du) <= 0 then redis.call('HDEL', nm, 'u\\n' "
+    ".. user) end\n"
+    "end\n"
+    "if nick ~= '' and du >= 0 then redis.call('HSET', 'sb:nick', user, nick) end\n"
+    "redis.call('PUBLISH', 'sb:p', ARGV[12] .. room .. '\\n' .. user .. '\\n' .. dr .. '\\n' .. "
+    "du .. '\\n' .. nick)\n"
+    "if ARGV[7] ~= '' and ARGV[9] == '1' then\n"
+    "  redis.call('PUBLISH', 'sb:r:' .. room, ARGV[11] .. ARGV[7] .. total .. ARGV[8])\n"
+    "end\n"
+    "if ARGV[10] ~= '' then\n"
+    "  if dr > 0 and inroom == dr then\n"
+    "    redis.call('PUBLISH', 'sb:r:' .. room, ARGV[11] .. ARGV[10])\n"
+    "  elseif du < 0 and utotal <= 0 then\n"
+    "    for i = 13, #ARGV do redis.call('PUBLISH', 'sb:r:' .. ARGV[i], ARGV[11] .. ARGV[10]) end\n"
+    "  end\n"
+    "end\n"
+    "return {total, inroom, utotal}\n";
+
+/* Every REFRESH_MS: reaps the nodes whose sb:alive key has expired (their
+ * counts are taken away and the changes published), then refreshes this
+ * node's. ARGV: node, ttl, change envelope, 'reset' (this node's counts go
+ * too: it registers them again). Returns -1 when this node had been reaped. */
+static const char TICK_LUA[] =
+    "local me, penv = ARGV[1], ARGV[3]\n"
+    "local function reap(n)\n"
+    "  local f = redis.call('HGETALL', 'sb:nm:' .. n)\n"
+    "  for i = 1, #f, 2 do\n"
+    "    local k, c = f[i], tonumber(f[i + 1])\n"
+    "    if k:sub(1, 2) == 'r\\n' then\n"
+    "      local rest = k:sub(3)\n"
+    "      local nl = rest:find('\\n', 1, true)\n"
+    "      local room, user = rest:sub(1, nl - 1), rest:sub(nl + 1)\n"
+    "      if redis.call('HINCRBY', 'sb:rc:' .. room, user, -c) <= 0 then redis.call('HDEL', "
+    "'sb:rc:' .. room, user) end\n"
+    "      if redis.call('HINCRBY', 'sb:rn', room, -c) <= 0 then redis.call('HDEL', 'sb:rn', "
+    "room) end\n"
+    "      redis.call('PUBLISH', 'sb:p', penv .. room .. '\\n' .. user .. '\\n' .. -c .. "
+    "'\\n0\\n')\n"
+    "    else\n"
+    "      local user = k:sub(3)\n"
+    "      if redis.call('HINCRBY', 'sb:uc', user, -c) <= 0 then\n"
+    "        redis.call('HDEL', 'sb:uc', user)\n"
+    "        redis.call('HDEL', 'sb:nick', user)\n"
+    "      end\n"
+    "      redis.call('PUBLISH', 'sb:p', penv .. '\\n' .. user .. '\\n0\\n' .. -c .. '\\n')\n"
+    "    end\n"
+    "  end\n"
+    "  redis.call('DEL', 'sb:nm:' .. n)\n"
+    "  redis.call('SREM', 'sb:nodes', n)\n"
+    "end\n"
+    "local reaped = 0\n"
+    "for _, n in ipairs(redis.call('SMEMBERS', 'sb:nodes')) do\n"
+    "  if n ~= me and redis.call('EXISTS', 'sb:alive:' .. n) == 0 then reap(n); reaped = reaped "
+    "+ 1 end\n"
+    "end\n"
+    "if ARGV[4] == 'reset' then reap(me); redis.call('SADD', 'sb:nodes', me) end\n"
+    "if redis.call('SISMEMBER', 'sb:nodes', me) == 0 then return -1 end\n"
+    "redis.call('SET', 'sb:alive:' .. me, '1', 'PX', ARGV[2])\n"
+    "return reaped\n";
+
+/* The counts, as JSON [[[room, [user, n, ...]], ...], [user, n, ...], [user,
+ * nick, ...]], published to the asking node's channel so that it comes in
+ * order with the changes on sb:p. ARGV: channel, envelope head. */
+static const char SNAPSHOT_LUA[] =
+    "local rooms = {}\n"
+    "local rn = redis.call('HGETALL', 'sb:rn')\n"
+    "for i = 1, #rn, 2 do rooms[#rooms + 1] = {rn[i], redis.call('HGETALL', 'sb:rc:' .. rn[i])} "
+    "end\n"
+    "local s = cjson.encode({rooms, redis.call('HGETALL', 'sb:uc'), redis.call('HGETALL', "
+    "'sb:nick')})\n"
+    "redis.call('PUBLISH', ARGV[1], ARGV[2] .. s)\n"
+    "return #rn / 2\n";
+
 enum { ROOM_IDLE, ROOM_SUBSCRIBING, ROOM_SUBSCRIBED, ROOM_UNSUBSCRIBING };
+
+/* What a command's reply is for. */
+enum { CMD_MESSAGE, CMD_HISTORY, CMD_MEMBER, CMD_OTHER };
+
+/* The reply of a command that needs one: a history request, a member
+ * change whose event goes to a connection directly, the refresh. */
+typedef struct pend_s {
+    int kind;
+    uint64_t req;  /* CMD_HISTORY */
+    char *conn_id; /* CMD_MEMBER: the connection that gets the event */
+    char *room, *head, *tail;
+} pend_t;
+
+/* The presence copy (see the file comment). */
+typedef struct puser_s {
+    char *id;
+    char *nick;
+    int64_t n; /* connections (of the user, or of the user in a room) */
+    UT_hash_handle hh;
+} puser_t;
+
+typedef struct proom_s {
+    char *name;
+    int64_t n;
+    puser_t *users;
+    UT_hash_handle hh;
+} proom_t;
 
 /* A command held until its room's subscription is confirmed: sent earlier,
  * its publish could overtake the subscription and be missed here. */
 typedef struct cmd_s {
     struct cmd_s *next;
-    uint64_t req; /* a history request; 0: a message */
+    int kind;     /* CMD_* */
+    pend_t *pend; /* NULL: only a failure matters */
     int argc;
     char **argv;
     size_t *argvlen;
@@ -106,6 +244,10 @@ typedef struct redis_s {
     eroom_t *rooms;
     req_t *reqs;
     uint64_t next_req;
+    uv_timer_t tick;
+    int synced; /* the presence copy holds the cluster's counts */
+    proom_t *prooms;
+    puser_t *pusers;
 } redis_t;
 
 static redis_t *engine(sb_hub_t *hub)
@@ -128,6 +270,17 @@ static void schedule_retry(redis_t *e);
 
 /* ---- commands ---------------------------------------------------------- */
 
+static void pend_free(pend_t *p)
+{
+    if (p) {
+        free(p->conn_id);
+        free(p->room);
+        free(p->head);
+        free(p->tail);
+    }
+    free(p);
+}
+
 static void cmd_free(cmd_t *c)
 {
     for (int i = 0; c && i < c->argc; i++)
@@ -135,6 +288,7 @@ static void cmd_free(cmd_t *c)
     if (c) {
         free(c->argv);
         free(c->argvlen);
+        pend_free(c->pend);
     }
     free(c);
 }
@@ -162,11 +316,19 @@ static cmd_t *cmd_new(int n, const char *const *s, const size_t *len)
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv);
 static void on_sub(redisAsyncContext *ac, void *reply, void *priv);
+static void resync(redis_t *e);
+static void confirm(redis_t *e, const pend_t *p, long long count);
+static void member_locally(sb_room_t *room, int announce, const char *head, const char *tail,
+                           const pend_t *p);
 
+/* Sends c (and frees it); its pend goes with it to on_reply. */
 static int cmd_send(redis_t *e, cmd_t *c)
 {
-    int r = redisAsyncCommandArgv(e->cmd, on_reply, (void *)(uintptr_t)c->req, c->argc,
-                                  (const char **)c->argv, c->argvlen);
+    pend_t *p = c->pend;
+    c->pend = NULL;
+    int r = redisAsyncCommandArgv(e->cmd, on_reply, p, c->argc, (const char **)c->argv, c->argvlen);
+    if (r != REDIS_OK)
+        pend_free(p);
     cmd_free(c);
     return r == REDIS_OK ? 0 : SB_EIO;
 }
@@ -202,7 +364,8 @@ static void eroom_free(redis_t *e, eroom_t *r)
 static int cmd_submit(redis_t *e, const char *room, cmd_t *c)
 {
     eroom_t *r = eroom(e, room, 0);
-    if (!r || !r->want || r->state == ROOM_SUBSCRIBED)
+    /* What follows a waiting command waits too, or it would overtake it. */
+    if (!r || (!r->head && (!r->want || r->state == ROOM_SUBSCRIBED)))
         return cmd_send(e, c);
     if (r->queued >= QUEUE_MAX) {
         cmd_free(c);
@@ -304,6 +467,200 @@ static void req_answer(redis_t *e, req_t *q, const char *p, const char *end)
     free(v);
 }
 
+/* ---- the presence copy ------------------------------------------------- */
+
+static void puser_del(puser_t **head, puser_t *u)
+{
+    HASH_DEL(*head, u);
+    free(u->id);
+    free(u->nick);
+    free(u);
+}
+
+static puser_t *puser_get(puser_t **head, const char *id, size_t len, int create)
+{
+    puser_t *u;
+    HASH_FIND(hh, *head, id, len, u);
+    if (u || !create)
+        return u;
+    if (!(u = calloc(1, sizeof *u)) || !(u->id = strndup(id, len))) {
+        free(u);
+        return NULL;
+    }
+    HASH_ADD_KEYPTR(hh, *head, u->id, len, u);
+    return u;
+}
+
+static void proom_del(redis_t *e, proom_t *r)
+{
+    puser_t *u = NULL, *tmp = NULL;
+    HASH_ITER(hh, r->users, u, tmp)
+    {
+        puser_del(&r->users, u);
+    }
+    HASH_DEL(e->prooms, r);
+    free(r->name);
+    free(r);
+}
+
+static proom_t *proom_get(redis_t *e, const char *name, size_t len, int create)
+{
+    proom_t *r;
+    HASH_FIND(hh, e->prooms, name, len, r);
+    if (r || !create)
+        return r;
+    if (!(r = calloc(1, sizeof *r)) || !(r->name = strndup(name, len))) {
+        free(r);
+        return NULL;
+    }
+    HASH_ADD_KEYPTR(hh, e->prooms, r->name, len, r);
+    return r;
+}
+
+static void presence_clear(redis_t *e)
+{
+    proom_t *r = NULL, *rtmp = NULL;
+    HASH_ITER(hh, e->prooms, r, rtmp)
+    {
+        proom_del(e, r);
+    }
+    puser_t *u = NULL, *utmp = NULL;
+    HASH_ITER(hh, e->pusers, u, utmp)
+    {
+        puser_del(&e->pusers, u);
+    }
+    e->synced = 0;
+}
+
+/* One change (a member change script's, or a reaped node's). Out of memory
+ * leaves the copy short of it; the next resync puts it right. */
+static void presence_apply(redis_t *e, const char *room, size_t rlen, const char *user, size_t ulen,
+                           int64_t dr, int64_t du, const char *nick, size_t nlen)
+{
+    if (rlen && dr) {
+        proom_t *r = proom_get(e, room, rlen, dr > 0);
+        puser_t *m = r ? puser_get(&r->users, user, ulen, dr > 0) : NULL;
+        if (m && (m->n += dr) <= 0)
+            puser_del(&r->users, m);
+        if (r && (r->n += dr) <= 0)
+            proom_del(e, r);
+    }
+    puser_t *u = puser_get(&e->pusers, user, ulen, du > 0);
+    if (u && (u->n += du) <= 0) {
+        puser_del(&e->pusers, u);
+        u = NULL;
+    }
+    if (u && nlen && du >= 0) {
+        char *n = strndup(nick, nlen);
+        if (n) {
+            free(u->nick);
+            u->nick = n;
+        }
+    }
+}
+
+/* "ROOM\nUSER\nDR\nDU\nNICK" from sb:p. */
+static void presence_change(redis_t *e, const char *s, const char *end)
+{
+    const char *f[5];
+    size_t len[5];
+    for (int i = 0; i < 5; i++) {
+        const char *nl = i < 4 ? memchr(s, '\n', (size_t)(end - s)) : end;
+        if (!nl)
+            return;
+        f[i] = s;
+        len[i] = (size_t)(nl - s);
+        s = nl + 1;
+    }
+    char num[24];
+    int64_t d[2];
+    for (int i = 0; i < 2; i++) {
+        if (len[2 + i] >= sizeof num)
+            return;
+        memcpy(num, f[2 + i], len[2 + i]);
+        num[len[2 + i]] = '\0';
+        d[i] = strtoll(num, NULL, 10);
+    }
+    presence_apply(e, f[0], len[0], f[1], len[1], d[0], d[1], f[4], len[4]);
+}
+
+/* The snapshot (SNAPSHOT_LUA's JSON): the copy starts again from it. */
+static void presence_snapshot(redis_t *e, const char *s, size_t len)
+{
+    json_t *v = json_loadb(s, len, 0, NULL);
+    presence_clear(e);
+    json_t *rooms = json_array_get(v, 0), *users = json_array_get(v, 1),
+           *nicks = json_array_get(v, 2);
+    /* An empty Lua table comes as {} (an object): nothing. */
+    size_t i;
+    json_t *r;
+    json_array_foreach(rooms, i, r)
+    {
+        const char *room = json_string_value(json_array_get(r, 0));
+        json_t *m = json_array_get(r, 1);
+        for (size_t k = 0; room && k + 1 < json_array_size(m); k += 2) {
+            const char *u = json_string_value(json_array_get(m, k));
+            const char *n = json_string_value(json_array_get(m, k + 1));
+            if (u && n)
+                presence_apply(e, room, strlen(room), u, strlen(u), strtoll(n, NULL, 10), 0, "", 0);
+        }
+    }
+    for (size_t k = 0; k + 1 < json_array_size(users); k += 2) {
+        const char *u = json_string_value(json_array_get(users, k));
+        const char *n = json_string_value(json_array_get(users, k + 1));
+        if (u && n)
+            presence_apply(e, "", 0, u, strlen(u), 0, strtoll(n, NULL, 10), "", 0);
+    }
+    for (size_t k = 0; k + 1 < json_array_size(nicks); k += 2) {
+        const char *u = json_string_value(json_array_get(nicks, k));
+        const char *n = json_string_value(json_array_get(nicks, k + 1));
+        if (u && n)
+            presence_apply(e, "", 0, u, strlen(u), 0, 0, n, strlen(n));
+    }
+    json_decref(v);
+    e->synced = v != NULL;
+}
+
+/* The member change's event for p's connection: head COUNT tail. */
+static void confirm(redis_t *e, const pend_t *p, long long count)
+{
+    sb_conn_t *conn = p->conn_id ? sb_hub_conn(e->hub, p->conn_id) : NULL;
+    if (!conn)
+        return;
+    char num[24];
+    int n = snprintf(num, sizeof num, "%lld", count);
+    size_t hlen = strlen(p->head), tlen = strlen(p->tail);
+    char *s = malloc(hlen + (size_t)n + tlen);
+    if (!s)
+        return;
+    memcpy(s, p->head, hlen);
+    memcpy(s + hlen, num, (size_t)n);
+    memcpy(s + hlen + n, p->tail, tlen);
+    sb_conn_send(conn, SB_OP_TEXT, s, hlen + (size_t)n + tlen);
+    free(s);
+}
+
+/* A member change that could not reach Redis: what one node would do. */
+static void member_locally(sb_room_t *room, int announce, const char *head, const char *tail,
+                           const pend_t *p)
+{
+    char num[24];
+    int n = snprintf(num, sizeof num, "%zu", sb_room_count(room));
+    size_t hlen = strlen(head), tlen = strlen(tail);
+    char *s = malloc(hlen + (size_t)n + tlen);
+    if (!s)
+        return;
+    memcpy(s, head, hlen);
+    memcpy(s + hlen, num, (size_t)n);
+    memcpy(s + hlen + n, tail, tlen);
+    sb_conn_t *conn = p && p->conn_id ? sb_hub_conn(room->hub, p->conn_id) : NULL;
+    if (announce)
+        sb_room_broadcast(room, NULL, SB_OP_TEXT, s, hlen + (size_t)n + tlen);
+    if (conn && !(announce && sb_room_has(room, conn)))
+        sb_conn_send(conn, SB_OP_TEXT, s, hlen + (size_t)n + tlen);
+    free(s);
+}
+
 /* ---- delivery from the subscription ------------------------------------ */
 
 /* Splits "KIND\nNODE\nFIELD\nBODY"; returns 0 when it is one. */
@@ -357,7 +714,15 @@ static void deliver(redis_t *e, const char *channel, const char *s, size_t len)
             }
         } else if (kind == 'E' && !mine && room) {
             sb_room_broadcast(room, NULL, SB_OP_TEXT, body, blen);
+        } else if (kind == 'V' && room) {
+            /* From a script: every node delivers it, the sender's too. */
+            sb_room_broadcast(room, NULL, SB_OP_TEXT, body, blen);
         }
+    } else if (kind == 'P') {
+        if (e->synced)
+            presence_change(e, body, s + len);
+    } else if (kind == 'S' && mine) {
+        presence_snapshot(e, body, blen);
     } else if (kind == 'U' && !mine) {
         sb_hub_send_user(hub, fbuf, SB_OP_TEXT, body, blen);
     } else if (kind == 'A' && !mine) {
@@ -383,6 +748,7 @@ static void went_down(redis_t *e)
                 e->host, e->port);
     e->was_up = 0;
     e->base_subs = 0;
+    presence_clear(e); /* this node's own counts answer until it is back */
     /* What waited for a subscription is delivered here instead. */
     eroom_t *r = NULL, *tmp = NULL;
     HASH_ITER(hh, e->rooms, r, tmp)
@@ -392,9 +758,11 @@ static void went_down(redis_t *e)
             cmd_t *c = r->head;
             r->head = c->next;
             sb_room_t *room = sb_hub_room(hub, r->name);
-            if (!c->req && room && !e->closing)
+            if (c->kind == CMD_MESSAGE && room && !e->closing)
                 sb__engine_local.publish_message(hub, room, sb__unix_ms(), c->argv[5],
                                                  c->argvlen[5], c->argv[6], c->argvlen[6], NULL);
+            else if (c->kind == CMD_MEMBER && room && !e->closing)
+                member_locally(room, c->argv[11][0] == '1', c->argv[9], c->argv[10], c->pend);
             cmd_free(c);
         }
         r->tail = NULL;
@@ -460,8 +828,64 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         went_down(e);
 }
 
+/* The refresh: reaps dead nodes, keeps this one alive (reset: and takes
+ * this node's counts away, to be registered again). */
+static void send_tick(redis_t *e, int reset)
+{
+    char ttl[24], env[40];
+    snprintf(ttl, sizeof ttl, "%d", ALIVE_TTL_MS);
+    snprintf(env, sizeof env, "P\n%s\n\n", e->node);
+    const char *mode = reset ? "reset" : "";
+    const char *argv[] = {"EVAL", TICK_LUA, "0", e->node, ttl, env, mode};
+    size_t len[] = {4,           sizeof TICK_LUA - 1, 1,           strlen(e->node),
+                    strlen(ttl), strlen(env),         strlen(mode)};
+    cmd_t *c = cmd_new(7, argv, len);
+    if (c && !(c->pend = calloc(1, sizeof *c->pend))) {
+        cmd_free(c);
+        c = NULL;
+    }
+    if (!c)
+        return;
+    c->kind = c->pend->kind = CMD_OTHER;
+    cmd_send(e, c);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    redis_t *e = t->data;
+    if (up(e))
+        send_tick(e, 0);
+}
+
+static int send_member(redis_t *e, const char *room, const char *user, const char *nick, int dr,
+                       int du, const sb_member_change_t *mc, sb_room_t *const *rooms, size_t nrooms,
+                       const char *presence, pend_t *p);
+
+/* This node's counts in Redis are made what its clients are now (after a
+ * reconnect, or after it was reaped), and the copy is fetched again. */
+static void resync(redis_t *e)
+{
+    sb_hub_t *hub = e->hub;
+    send_tick(e, 1);
+    for (uint32_t i = 0; i < hub->nall; i++) {
+        const sb_conn_t *c = hub->all[i]->conn;
+        send_member(e, "", sb_conn_user_id(c), sb_conn_name(c), 0, 1, NULL, NULL, 0, NULL, NULL);
+    }
+    for (sb_room_t *r = hub->rooms; r; r = r->hh.next)
+        for (uint32_t i = 0; i < r->n; i++) {
+            const sb_conn_t *c = r->members[i]->conn;
+            send_member(e, r->name, sb_conn_user_id(c), sb_conn_name(c), 1, 0, NULL, NULL, 0, NULL,
+                        NULL);
+        }
+    char env[40];
+    snprintf(env, sizeof env, "S\n%s\n\n", e->node);
+    redisAsyncCommand(e->cmd, on_reply, NULL, "EVAL %s 0 %s %s", SNAPSHOT_LUA, e->node_channel,
+                      env);
+}
+
 static void became_ready(redis_t *e)
 {
+    uv_timer_stop(&e->retry); /* the connect timeout */
     e->was_up = 1;
     e->backoff_ms = BACKOFF_MIN_MS;
     sb__log(e->hub->srv, SB_LOG_INFO, "redis: connected to %s:%d as node %s", e->host, e->port,
@@ -471,6 +895,7 @@ static void became_ready(redis_t *e)
     HASH_ITER(hh, e->rooms, r, tmp)
     if (r->want)
         subscribe_room(e, r, 1);
+    resync(e);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -485,7 +910,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         e->cmd_up = 1;
     else {
         e->sub_up = 1;
-        redisAsyncCommand(e->sub, on_sub, e, "SUBSCRIBE %s sb:u sb:a", e->node_channel);
+        redisAsyncCommand(e->sub, on_sub, e, "SUBSCRIBE %s sb:u sb:a sb:p", e->node_channel);
     }
     if (up(e))
         became_ready(e);
@@ -531,17 +956,38 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
     }
 }
 
-/* Replies of the command connection: only failures matter. */
+/* Replies of the command connection: failures, and what a pend waits for.
+ * A NULL reply: the connection went away with the command unanswered. */
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     redis_t *e = ac->data;
     redisReply *r = reply;
-    if (!r || r->type != REDIS_REPLY_ERROR)
+    pend_t *p = priv;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        sb__log(e->hub->srv, SB_LOG_ERROR, "redis: a command failed: %s", r->str);
+    if (!p)
         return;
-    sb__log(e->hub->srv, SB_LOG_ERROR, "redis: a command failed: %s", r->str);
-    req_t *q = priv ? req_take(e, (uintptr_t)priv) : NULL;
-    if (q)
-        req_fallback(e, q, SB_EIO);
+    if (p->kind == CMD_HISTORY && r && r->type == REDIS_REPLY_ERROR) {
+        req_t *q = req_take(e, p->req);
+        if (q)
+            req_fallback(e, q, SB_EIO);
+    } else if (p->kind == CMD_MEMBER && !e->closing) {
+        /* -1: this node was reaped (it seemed dead for a while); it
+         * registers its counts again. */
+        if (r && r->type == REDIS_REPLY_INTEGER && r->integer == -1)
+            resync(e);
+        else if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+                 r->element[0]->type == REDIS_REPLY_INTEGER)
+            confirm(e, p, r->element[0]->integer);
+        else if (!r) {
+            sb_room_t *room = sb_hub_room(e->hub, p->room);
+            confirm(e, p, room ? (long long)sb_room_count(room) : 0);
+        }
+    } else if (p->kind == CMD_OTHER && r && r->type == REDIS_REPLY_INTEGER && r->integer == -1 &&
+               !e->closing) {
+        resync(e);
+    }
+    pend_free(p);
 }
 
 static redisAsyncContext *open_one(redis_t *e)
@@ -562,6 +1008,15 @@ static redisAsyncContext *open_one(redis_t *e)
     return ac;
 }
 
+/* hiredis 0.14's libuv adapter drops a poll error: a refused connect is
+ * never reported. Whatever is not up by now is given up and retried. */
+static void on_connect_timeout(uv_timer_t *t)
+{
+    redis_t *e = t->data;
+    if (!up(e))
+        went_down(e);
+}
+
 static void connect_both(redis_t *e)
 {
     if (e->closing)
@@ -570,6 +1025,8 @@ static void connect_both(redis_t *e)
     e->sub = e->cmd ? open_one(e) : NULL;
     if (!e->sub)
         went_down(e);
+    else
+        uv_timer_start(&e->retry, on_connect_timeout, CONNECT_TIMEOUT_MS, 0);
 }
 
 /* redis://HOST[:PORT][/] */
@@ -626,6 +1083,10 @@ static int redis_open(sb_hub_t *hub, const char **err)
     uv_timer_init(e->loop, &e->retry);
     e->retry.data = e;
     uv_unref((uv_handle_t *)&e->retry);
+    uv_timer_init(e->loop, &e->tick);
+    e->tick.data = e;
+    uv_timer_start(&e->tick, on_tick, REFRESH_MS, REFRESH_MS);
+    uv_unref((uv_handle_t *)&e->tick);
     hub->engine_state = e;
     connect_both(e); /* not connected yet: degraded until it is */
     return 0;
@@ -638,6 +1099,7 @@ static void redis_close(sb_hub_t *hub)
         return;
     e->closing = 1;
     uv_close((uv_handle_t *)&e->retry, NULL);
+    uv_close((uv_handle_t *)&e->tick, NULL);
     went_down(e); /* frees both connections */
     eroom_t *r = NULL, *tmp = NULL;
     HASH_ITER(hh, e->rooms, r, tmp)
@@ -645,6 +1107,7 @@ static void redis_close(sb_hub_t *hub)
         eroom_free(e, r);
     }
     uv_run(e->loop, UV_RUN_NOWAIT); /* the adapters' handles close */
+    presence_clear(e);
     free(e);
     hub->engine_state = NULL;
 }
@@ -771,7 +1234,13 @@ static int redis_history(sb_hub_t *hub, sb_room_t *room, sb_conn_t *conn, uint64
         req_free(q);
         return SB_ENOMEM;
     }
-    c->req = q->id;
+    if (!(c->pend = calloc(1, sizeof *c->pend))) {
+        cmd_free(c);
+        req_free(q);
+        return SB_ENOMEM;
+    }
+    c->kind = c->pend->kind = CMD_HISTORY;
+    c->pend->req = q->id;
     q->next = e->reqs;
     e->reqs = q;
     /* After a join the read waits for the room's subscription: then
@@ -780,6 +1249,160 @@ static int redis_history(sb_hub_t *hub, sb_room_t *room, sb_conn_t *conn, uint64
     if (r)
         req_free(req_take(e, q->id));
     return r;
+}
+
+/* ---- presence --------------------------------------------------------- */
+
+/* Sends one MEMBER_LUA change (mc: its event, may be NULL). p (consumed)
+ * waits for the reply. */
+static int send_member(redis_t *e, const char *room, const char *user, const char *nick, int dr,
+                       int du, const sb_member_change_t *mc, sb_room_t *const *rooms, size_t nrooms,
+                       const char *presence, pend_t *p)
+{
+    char sdr[8], sdu[8], venv[40], penv[40];
+    snprintf(sdr, sizeof sdr, "%d", dr);
+    snprintf(sdu, sizeof sdu, "%d", du);
+    snprintf(venv, sizeof venv, "V\n%s\n\n", e->node);
+    snprintf(penv, sizeof penv, "P\n%s\n\n", e->node);
+    int argc = 15 + (int)nrooms;
+    const char **argv = malloc((size_t)argc * sizeof *argv);
+    size_t *len = malloc((size_t)argc * sizeof *len);
+    cmd_t *c = NULL;
+    if (argv && len) {
+        const char *fixed[] = {"EVAL",
+                               MEMBER_LUA,
+                               "0",
+                               e->node,
+                               room,
+                               user,
+                               nick ? nick : "",
+                               sdr,
+                               sdu,
+                               mc ? mc->head : "",
+                               mc ? mc->tail : "",
+                               mc && mc->announce ? "1" : "0",
+                               presence ? presence : "",
+                               venv,
+                               penv};
+        for (int i = 0; i < 15; i++)
+            argv[i] = fixed[i];
+        for (size_t i = 0; i < nrooms; i++)
+            argv[15 + i] = rooms[i]->name;
+        for (int i = 0; i < argc; i++)
+            len[i] = i == 1 ? sizeof MEMBER_LUA - 1 : strlen(argv[i]);
+        c = cmd_new(argc, argv, len);
+    }
+    free(argv);
+    free(len);
+    if (!c) {
+        pend_free(p);
+        return SB_ENOMEM;
+    }
+    c->kind = CMD_MEMBER;
+    c->pend = p;
+    if (p)
+        p->kind = CMD_MEMBER;
+    /* A change with an event waits for the room's subscription, so that
+     * this node's members get the event from it. */
+    return mc && *room ? cmd_submit(e, room, c) : cmd_send(e, c);
+}
+
+/* User ids travel between newline-separated fields. */
+static int presence_id_ok(const char *s)
+{
+    return s && !strchr(s, '\n') && strlen(s) < 256;
+}
+
+static int redis_member(sb_hub_t *hub, sb_room_t *room, const sb_member_change_t *mc)
+{
+    redis_t *e = engine(hub);
+    if (!up(e) || !presence_id_ok(mc->user_id) || (mc->nickname && strchr(mc->nickname, '\n')))
+        return 0;
+    pend_t *p = NULL;
+    if (mc->confirm) {
+        p = calloc(1, sizeof *p);
+        if (!p || !(p->conn_id = strdup(sb_conn_id(mc->confirm))) ||
+            !(p->room = strdup(room->name)) || !(p->head = strdup(mc->head)) ||
+            !(p->tail = strdup(mc->tail))) {
+            pend_free(p);
+            return SB_ENOMEM;
+        }
+    }
+    int r = send_member(e, room->name, mc->user_id, mc->nickname, mc->delta, 0, mc, NULL, 0,
+                        mc->delta > 0 ? mc->presence : NULL, p);
+    return r < 0 ? r : 1;
+}
+
+static int redis_user_conn(sb_hub_t *hub, const char *user_id, const char *nickname, int delta,
+                           sb_room_t *const *rooms, size_t n, const char *presence)
+{
+    redis_t *e = engine(hub);
+    if (!up(e) || !presence_id_ok(user_id) || (nickname && strchr(nickname, '\n')))
+        return 0;
+    int r = send_member(e, "", user_id, nickname, 0, delta, NULL, rooms, n,
+                        delta < 0 ? presence : NULL, NULL);
+    return r < 0 ? r : 1;
+}
+
+static int redis_shared(const sb_hub_t *hub)
+{
+    const redis_t *e = hub->engine_state;
+    return e && up(e) && e->synced;
+}
+
+static const char *redis_node(const sb_hub_t *hub)
+{
+    return ((const redis_t *)hub->engine_state)->node;
+}
+
+static size_t redis_user_count(const sb_hub_t *hub)
+{
+    return HASH_COUNT(((redis_t *)hub->engine_state)->pusers);
+}
+
+static size_t redis_user_conns(const sb_hub_t *hub, const char *user_id)
+{
+    redis_t *e = hub->engine_state;
+    puser_t *u = puser_get(&e->pusers, user_id, strlen(user_id), 0);
+    return u ? (size_t)u->n : 0;
+}
+
+/* The rooms with members on any node, and this node's empty ones. */
+static size_t redis_rooms(const sb_hub_t *hub, sb_room_info_t *out, size_t max)
+{
+    redis_t *e = hub->engine_state;
+    size_t n = 0;
+    for (proom_t *r = e->prooms; r; r = r->hh.next, n++)
+        if (n < max)
+            out[n] = (sb_room_info_t){r->name, (size_t)r->n};
+    for (sb_room_t *r = hub->rooms; r; r = r->hh.next)
+        if (!proom_get(e, r->name, strlen(r->name), 0)) {
+            if (n < max)
+                out[n] = (sb_room_info_t){r->name, 0};
+            n++;
+        }
+    return n;
+}
+
+static size_t redis_room_count(const sb_hub_t *hub, const char *room)
+{
+    redis_t *e = hub->engine_state;
+    proom_t *r = proom_get(e, room, strlen(room), 0);
+    return r ? (size_t)r->n : 0;
+}
+
+static size_t redis_room_users(const sb_hub_t *hub, const char *room, sb_user_info_t *out,
+                               size_t max)
+{
+    redis_t *e = hub->engine_state;
+    proom_t *r = proom_get(e, room, strlen(room), 0);
+    size_t n = 0;
+    for (puser_t *m = r ? r->users : NULL; m; m = m->hh.next, n++)
+        if (n < max) {
+            puser_t *u = puser_get(&e->pusers, m->id, strlen(m->id), 0);
+            out[n] = (sb_user_info_t){m->id, u && u->nick ? u->nick : m->id, (size_t)m->n};
+        }
+    return n;
 }
 
 const sb__engine_t sb__engine_redis = {
@@ -793,4 +1416,13 @@ const sb__engine_t sb__engine_redis = {
     .publish_all = redis_publish_all,
     .history = redis_history,
     .degraded = redis_degraded,
+    .member = redis_member,
+    .user_conn = redis_user_conn,
+    .shared = redis_shared,
+    .node = redis_node,
+    .user_count = redis_user_count,
+    .user_conns = redis_user_conns,
+    .rooms = redis_rooms,
+    .room_count = redis_room_count,
+    .room_users = redis_room_users,
 };

@@ -1,5 +1,6 @@
 /* hub.c — the registry of connections and users, hub endpoints, fan-out to
  * everyone or to one user, thread-safe entry points and shutdown. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -257,6 +258,21 @@ int sb_hub_register(sb_hub_t *hub, sb_conn_t *conn)
     hc->hub = hub;
     hc->rooms = &hc->first;
     hc->rooms_cap = 1;
+    /* In a cluster connection ids repeat from node to node: a connection's
+     * own user id is its id and this node's (docs/cluster.md). */
+    char uid[96];
+    if (hub->engine->node &&
+        snprintf(uid, sizeof uid, "%s.%.8s", conn->id, hub->engine->node(hub)) < (int)sizeof uid) {
+        if (user_add(hub, hc, uid)) {
+            sb__slab_free(&hub->hconn_slab, hc);
+            return SB_ENOMEM;
+        }
+        conn->hub = hc;
+        hc->all_index = hub->nall;
+        hub->all[hub->nall++] = hc;
+        HASH_ADD_KEYPTR(hh, hub->by_id, conn->id, strlen(conn->id), hc);
+        return 0;
+    }
     /* A connection is its own user until identified, and then needs no user
      * record — unless an identified user already goes by its id. */
     sb__user_t *u;

@@ -1,9 +1,11 @@
 // cluster.test.mjs — three switchboard nodes as one through a real
 // redis-server on a loopback port (issue 7, docs/cluster.md): one order and
 // one set of ids on every node, events across nodes, a node killed with
-// SIGKILL and its client recovering on another, Redis stopped and restarted.
+// SIGKILL and its client recovering on another, Redis stopped and restarted;
+// presence and counts for the whole cluster, a dead node's users forgotten.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { api, closeAll, HubClient } from './lib/hub.mjs';
@@ -40,9 +42,35 @@ async function startRedis(port) {
 
 const CONNECTED = /redis: connected to/;
 
-async function startNode(redisPort) {
+// Tokens name users, so that one user can be on two nodes at once (nodes
+// started with AUTH, where every client needs one).
+const SECRET = 'cluster-test-secret-of-some-length';
+const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+function token(sub) {
+  const input = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, exp: Math.floor(Date.now() / 1000) + 600 })}`;
+  return `${input}.${createHmac('sha256', SECRET).update(input).digest('base64url')}`;
+}
+
+// The sorted user ids of a users list.
+const AUTH = { SWITCHBOARD_AUTH_REQUIRED: '1', SWITCHBOARD_JWT_SECRET: SECRET };
+const ids = (users) => users.map((u) => u.user_id).sort();
+
+// Polls fn until it returns a truthy value, at most ms; the nodes forget a
+// dead node on their own clock (its key's TTL), so there is no event to
+// wait on from here.
+async function until(fn, ms, what) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) assert.fail(`not within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function startNode(redisPort, env = {}) {
   const node = await start(['--engine', 'redis', '--redis-url', `redis://127.0.0.1:${redisPort}`,
-    '--history-size', '50']);
+    '--history-size', '50'], { env });
   await node.waitForLog(CONNECTED);
   return node;
 }
@@ -166,6 +194,137 @@ describe('three nodes, one Redis', () => {
     y.assertNone('message', { room: 'recover' }, 'nothing twice');
   });
 
+  test('presence, counts and user lists are the same on every node', async () => {
+    const a = await connect(nodes[0], 'pa@1');
+    const b = await connect(nodes[1], 'pb@2');
+    const c = await connect(nodes[2], 'pc@3');
+    assert.notEqual(a.id, b.id, 'user ids are unique across nodes');
+    await a.join('pres', 'pa');
+    const jb = await b.join('pres', 'pb');
+    assert.equal(jb.joined.user_count, 2, 'user_count counts the members on every node');
+    assert.equal((await a.next('user_joined', { room: 'pres', user_id: b.id })).user_count, 2);
+    await a.next('presence', { user_id: b.id, status: 'online' });
+    const jc = await c.join('pres', 'pc');
+    assert.equal(jc.joined.user_count, 3);
+    for (const x of [a, b]) {
+      assert.equal((await x.next('user_joined', { room: 'pres', user_id: c.id })).user_count, 3);
+    }
+    const want = [a.id, b.id, c.id].sort();
+    for (const x of [a, b, c]) {
+      const u = await x.request({ type: 'users', room: 'pres' }, 'users', { room: 'pres' });
+      assert.deepEqual(ids(u.users), want, `${x.label}: users lists every node's members`);
+      assert.deepEqual(u.users.map((e) => e.nickname).sort(), ['pa', 'pb', 'pc']);
+    }
+    const stats = [];
+    for (const n of nodes) {
+      const rooms = await api(n, 'GET', '/api/rooms');
+      assert.equal(rooms.json.rooms.find((r) => r.name === 'pres')?.members, 3, '/api/rooms counts every node');
+      const users = await api(n, 'GET', '/api/rooms/pres/users');
+      assert.deepEqual(ids(users.json.users), want, '/api/rooms/{room}/users lists every node');
+      stats.push((await api(n, 'GET', '/stats')).json);
+    }
+    assert.ok(stats[0].unique_users >= 3);
+    for (const s of stats) {
+      assert.equal(s.unique_users, stats[0].unique_users, '/stats unique_users is the cluster');
+      assert.equal(s.rooms, stats[0].rooms, '/stats rooms is the cluster');
+    }
+    // A room with members only on other nodes is found too.
+    const d = await connect(nodes[2], 'pd@3');
+    await d.join('elsewhere');
+    const u = await a.request({ type: 'users', room: 'elsewhere' }, 'users', { room: 'elsewhere' });
+    assert.deepEqual(ids(u.users), [d.id]);
+    await c.close();
+    for (const x of [a, b]) {
+      assert.equal((await x.next('user_left', { room: 'pres', user_id: c.id })).user_count, 2);
+      await x.next('presence', { user_id: c.id, status: 'offline' });
+    }
+  });
+
+  test('a user on two nodes is online once and offline once', async () => {
+    const auth = [await startNode(redisPort, AUTH), await startNode(redisPort, AUTH)];
+    const as = async (node, sub, label) => {
+      const c = await HubClient.connect(node, { path: `/ws?token=${token(sub)}`, label });
+      clients.push(c);
+      return c;
+    };
+    const w = await connect(nodes[2], 'tw@3');
+    await w.join('two');
+    const s1 = await as(auth[0], 'someone', 's1@a');
+    const s1b = await as(auth[0], 'sam', 'sam1@a');
+    const s2 = await as(auth[1], 'sam', 'sam2@b');
+    assert.equal(s1b.id, 'sam');
+    assert.equal(s2.id, 'sam');
+    await s1b.join('two');
+    assert.equal((await w.next('user_joined', { room: 'two', user_id: 'sam' })).user_count, 2);
+    await w.next('presence', { user_id: 'sam', status: 'online' });
+    s2.send({ type: 'join', room: 'two' });
+    assert.equal((await w.next('user_joined', { room: 'two', user_id: 'sam' })).user_count, 3);
+    // A message published after the join comes after anything the join
+    // published: when it is here, a second presence would be too.
+    await s1.join('two');
+    await s2.say('two', 'mark1');
+    await w.next('message', { room: 'two', content: 'mark1' });
+    w.assertNone('presence', { user_id: 'sam' }, 'online once, though sam is on two nodes');
+    const u = await w.request({ type: 'users', room: 'two' }, 'users', { room: 'two' });
+    assert.deepEqual(ids(u.users), [s1.id, 'sam', w.id].sort(), 'sam listed once');
+    await s1b.close();
+    assert.equal((await w.next('user_left', { room: 'two', user_id: 'sam' })).user_count, 3);
+    await s2.say('two', 'mark2');
+    await w.next('message', { room: 'two', content: 'mark2' });
+    w.assertNone('presence', { user_id: 'sam' }, 'not offline while on another node');
+    await s2.close();
+    await w.next('presence', { user_id: 'sam', status: 'offline' });
+    await closeAll([s1, s2, s1b]);
+    for (const n of auth) await n.stop();
+  });
+
+  test('direct to a user online nowhere is unknown_user; the HTTP post reports the cluster', async () => {
+    const a = await connect(nodes[0], 'da@1');
+    const b = await connect(nodes[1], 'db@2');
+    await a.expectError({ type: 'direct', to: 'nobody-here', content: 'x' }, 'unknown_user');
+    a.send({ type: 'direct', to: b.id, content: 'across' });
+    assert.equal((await b.next('direct', { from: a.id })).content, 'across');
+    await b.join('posted');
+    await a.join('posted');
+    await b.next('user_joined', { room: 'posted', user_id: a.id });
+    const res = await api(nodes[2], 'POST', '/api/rooms/posted/messages', { body: { content: 'via http' } });
+    assert.equal(res.status, 201);
+    assert.equal(res.json.id, null, 'the id is given by Redis after the answer');
+    assert.equal(res.json.delivered, 2, 'the members on every node');
+    const ma = await a.next('message', { room: 'posted', content: 'via http' });
+    const mb = await b.next('message', { room: 'posted', content: 'via http' });
+    assert.equal(ma.id, mb.id);
+    assert.ok(ma.id >= 1);
+  });
+
+  test('the users of a node killed with SIGKILL drop out of presence within the TTL', async () => {
+    const victim = await startNode(redisPort);
+    const a = await connect(nodes[0], 'ga@1');
+    const v = await connect(victim, 'gv@victim');
+    await a.join('ghost');
+    await v.join('ghost');
+    await a.next('user_joined', { room: 'ghost', user_id: v.id });
+    const users = async (n) => ids((await api(n, 'GET', '/api/rooms/ghost/users')).json.users);
+    assert.deepEqual(await users(nodes[1]), [a.id, v.id].sort());
+    const before = (await api(nodes[1], 'GET', '/stats')).json.unique_users;
+    victim.killed = true;
+    victim.proc.kill('SIGKILL');
+    await victim.exited;
+    // TTL 6 s and a refresh every 2 s: gone within 8 s; 15 s is the guard.
+    for (const n of nodes) {
+      await until(async () => (await users(n)).length === 1, 15000, 'the dead node\'s user is forgotten');
+      assert.deepEqual(await users(n), [a.id]);
+    }
+    const rooms = (await api(nodes[2], 'GET', '/api/rooms')).json.rooms;
+    assert.equal(rooms.find((r) => r.name === 'ghost').members, 1);
+    // (Another test's dead node may be forgotten meanwhile: compare nodes.)
+    const after = [];
+    for (const n of nodes) after.push((await api(n, 'GET', '/stats')).json.unique_users);
+    assert.ok(after[0] < before, 'unique_users lost the dead node\'s user');
+    assert.deepEqual(after, [after[0], after[0], after[0]]);
+    await a.expectError({ type: 'direct', to: v.id, content: 'x' }, 'unknown_user');
+  });
+
   test('Redis stopped and restarted: local delivery goes on, cross-node delivery resumes', async () => {
     const a1 = await connect(nodes[0], 'ra1@1');
     const a2 = await connect(nodes[0], 'ra2@1');
@@ -201,5 +360,12 @@ describe('three nodes, one Redis', () => {
     await a1.say('outage', 'back');
     const m = await b.next('message', { room: 'outage', content: 'back' });
     assert.equal(m.from, a1.id, 'cross-node delivery resumed without restarting a node');
+    // Redis came back empty: every node registers its members again, and
+    // presence answers for the cluster once more.
+    const want = [a1.id, a2.id, b.id, b2.id].sort();
+    await until(async () => {
+      const u = await b.request({ type: 'users', room: 'outage' }, 'users', { room: 'outage' });
+      return JSON.stringify(ids(u.users)) === JSON.stringify(want);
+    }, 10000, 'the users of every node listed again after Redis returned');
   });
 });
