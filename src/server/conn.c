@@ -478,6 +478,15 @@ static int flush_plain(sb_conn_t *c)
         size_t total;
         struct msghdr mh = {.msg_iov = iov};
         mh.msg_iovlen = (size_t)fill_iov(c, iov, &total);
+        if (mh.msg_iovlen > 2 && total <= mh.msg_iovlen * SB_COALESCE_AVG) {
+            uint8_t *p = c->srv->wbuf;
+            for (size_t i = 0; i < mh.msg_iovlen; i++) {
+                memcpy(p, iov[i].iov_base, iov[i].iov_len);
+                p += iov[i].iov_len;
+            }
+            iov[0] = (struct iovec){c->srv->wbuf, total};
+            mh.msg_iovlen = 1;
+        }
         /* sendmsg rather than writev: MSG_NOSIGNAL, so that a peer gone
          * away is an error here and not a SIGPIPE for the embedder. */
         ssize_t r = sendmsg(c->fd, &mh, MSG_NOSIGNAL);

@@ -34,6 +34,10 @@
 
 /* At most this many queued messages go into one sendmsg. */
 #define SB_WRITE_BATCH 64
+/* Frames this small on average are copied into one buffer and sent as one
+ * piece: the kernel's cost per segment is more than a copy of a few hundred
+ * bytes (fan-out of chat messages). */
+#define SB_COALESCE_AVG 256
 /* Readiness events taken from the server's epoll set per wake-up. */
 #define SB_EPOLL_BATCH 256
 
@@ -220,6 +224,7 @@ struct sb_server_s {
     uint32_t sweeps; /* sweep count, for the periodic heap trim */
 
     uint8_t *rbuf; /* SB_TAIL_ROOM + SB_READ_SIZE */
+    uint8_t *wbuf; /* SB_WRITE_BATCH * SB_COALESCE_AVG: small frames gathered for one send */
     char date[40]; /* cached IMF-fixdate for the Date header */
     uint64_t date_at;
 };

@@ -49,7 +49,8 @@ int sb_server_new(sb_server_t **out, const sb_server_config_t *cfg)
             *timeouts[i] = SB_MAX_TIMEOUT_MS;
     srv->host = strdup(cfg->host ? cfg->host : "127.0.0.1");
     srv->rbuf = malloc(SB_TAIL_ROOM + SB_READ_SIZE);
-    if (!srv->host || !srv->rbuf)
+    srv->wbuf = malloc(SB_WRITE_BATCH * SB_COALESCE_AVG);
+    if (!srv->host || !srv->rbuf || !srv->wbuf)
         goto fail;
     srv->cfg.host = srv->host;
     if (srv->cfg.compression) {
@@ -97,6 +98,7 @@ fail:
         close(srv->epfd);
     sb__pmd_free(srv->pmd);
     free(srv->rbuf);
+    free(srv->wbuf);
     free(srv->host);
     free(srv);
     return SB_ENOMEM;
@@ -152,6 +154,7 @@ void sb_server_free(sb_server_t *srv)
     sb__request_pool_free(srv);
     sb__slab_destroy(&srv->conn_slab);
     free(srv->rbuf);
+    free(srv->wbuf);
     free(srv->host);
     free(srv);
 }
