@@ -607,6 +607,16 @@ typedef struct sb_user_info_s {
 size_t sb_hub_shared_user_count(const sb_hub_t *hub);
 /* Connections of a user on every node. */
 size_t sb_hub_shared_user_conns(const sb_hub_t *hub, const char *user_id);
+/* The user online on another node under nickname nick (valid until the loop
+ * runs again); NULL when none, or without shared presence. */
+const char *sb_hub_shared_user_by_nick(const sb_hub_t *hub, const char *nick);
+/* Claims nick for conn's user on every node at once. Returns 1 when there is
+ * no cluster to ask (the caller decides; cb does not run), else cb runs once,
+ * now or later, with status 1 (claimed), 0 (another user online holds it or
+ * has it as user id) or SB_E*, and conn NULL when it is gone by then; the
+ * return is then 0, or SB_E* when cb has run already (with a NULL conn). */
+typedef void (*sb_claim_cb)(sb_conn_t *conn, int status, void *arg);
+int sb_hub_claim_nick(sb_hub_t *hub, sb_conn_t *conn, const char *nick, sb_claim_cb cb, void *arg);
 /* The rooms with members on any node; returns how many (fills up to max). */
 size_t sb_hub_shared_rooms(const sb_hub_t *hub, sb_room_info_t *out, size_t max);
 /* Members (connections) of a room on every node. */

@@ -460,7 +460,59 @@ static sb_room_t *member_room(app_t *app, sb_conn_t *conn, json_t *msg)
     return room;
 }
 
+static void join_run(app_t *app, sb_conn_t *conn, json_t *msg, int claimed);
+
+/* A join waiting for its nickname to be claimed on every node. */
+typedef struct join_wait_s {
+    app_t *app;
+    json_t *msg;
+} join_wait_t;
+
+static void join_claimed(sb_conn_t *conn, int status, void *arg)
+{
+    join_wait_t *w = arg;
+    if (conn && status == 1)
+        join_run(w->app, conn, w->msg, 1); /* checked again: things may have changed */
+    else if (conn && status == 0)
+        send_error(conn, "nickname_taken",
+                   "that nickname is taken by someone online; choose another");
+    else if (conn)
+        send_error(conn, "internal_error", "the nickname could not be claimed; try again");
+    json_decref(w->msg);
+    free(w);
+}
+
+/* In a cluster a new nickname is claimed in Redis first, atomically for
+ * every node; the join goes on when the answer comes. Returns 1 when it
+ * waits for it (or failed and said so), 0 when the join goes on now. */
+static int join_claim(app_t *app, sb_conn_t *conn, json_t *msg, const char *nick)
+{
+    const char *mine = sb_conn_name(conn);
+    if (!nick_valid(nick) || (mine && strcmp(mine, nick) == 0))
+        return 0;
+    join_wait_t *w = malloc(sizeof *w);
+    if (!w) {
+        send_error(conn, "internal_error", "the nickname could not be claimed; try again");
+        return 1;
+    }
+    *w = (join_wait_t){app, json_incref(msg)};
+    int r = sb_hub_claim_nick(app->hub, conn, nick, join_claimed, w);
+    if (r == 1) { /* no cluster to ask: this node decides */
+        json_decref(w->msg);
+        free(w);
+        return 0;
+    }
+    if (r < 0) /* join_claimed has freed w */
+        send_error(conn, "internal_error", "the nickname could not be claimed; try again");
+    return 1;
+}
+
 static void on_join(app_t *app, sb_conn_t *conn, json_t *msg)
+{
+    join_run(app, conn, msg, 0);
+}
+
+static void join_run(app_t *app, sb_conn_t *conn, json_t *msg, int claimed)
 {
     int bad = 0;
     json_t *nick = field(msg, "nickname", "name", &bad);
@@ -489,6 +541,8 @@ static void on_join(app_t *app, sb_conn_t *conn, json_t *msg)
         return;
     /* A name the token gives is the user's display name: join keeps it. */
     if (nick && !auth_name_fixed(sb_conn_get_data(conn))) {
+        if (!claimed && join_claim(app, conn, msg, json_string_value(nick)))
+            return;
         const char *err = nick_claim(app, conn, json_string_value(nick));
         if (err) {
             send_error(conn, err,
@@ -734,8 +788,13 @@ static void on_direct(app_t *app, sb_conn_t *conn, json_t *msg)
     /* A user id wins over a nickname, so that a direct to an id always
      * reaches that user, whatever nicknames others have picked. */
     const char *target = json_string_value(to);
-    chat_nick_t *n = sb_hub_shared_user_conns(app->hub, target) ? NULL : nick_find(app, target);
+    int is_id = sb_hub_shared_user_conns(app->hub, target) > 0;
+    chat_nick_t *n = is_id ? NULL : nick_find(app, target);
     const char *uid = n ? sb_conn_user_id(n->conn) : target;
+    if (!is_id && !n) /* a nickname held on another node */
+        uid = sb_hub_shared_user_by_nick(app->hub, target);
+    if (!uid)
+        uid = target;
     /* In a cluster the user may be on another node: the cluster's presence
      * says whether it is online anywhere. */
     if (!sb_hub_shared_user_conns(app->hub, uid)) {

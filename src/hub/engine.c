@@ -208,6 +208,22 @@ size_t sb_hub_shared_user_conns(const sb_hub_t *hub, const char *user_id)
                                        : sb_hub_user_conns(hub, user_id, NULL, 0);
 }
 
+int sb_hub_claim_nick(sb_hub_t *hub, sb_conn_t *conn, const char *nick, sb_claim_cb cb, void *arg)
+{
+    if (!conn || !nick || !cb)
+        return SB_EINVAL;
+    return hub->engine->claim_nick && sb_hub_presence_shared(hub)
+               ? hub->engine->claim_nick(hub, conn, nick, cb, arg)
+               : 1;
+}
+
+const char *sb_hub_shared_user_by_nick(const sb_hub_t *hub, const char *nick)
+{
+    return nick && sb_hub_presence_shared(hub) && hub->engine->user_by_nick
+               ? hub->engine->user_by_nick(hub, nick)
+               : NULL;
+}
+
 size_t sb_hub_shared_rooms(const sb_hub_t *hub, sb_room_info_t *out, size_t max)
 {
     if (sb_hub_presence_shared(hub))

@@ -48,6 +48,10 @@ typedef struct sb__engine_s {
     const char *(*node)(const sb_hub_t *hub);
     size_t (*user_count)(const sb_hub_t *hub);
     size_t (*user_conns)(const sb_hub_t *hub, const char *user_id);
+    /* sb_hub_claim_nick; NULL on an engine that shares no presence. */
+    int (*claim_nick)(sb_hub_t *hub, sb_conn_t *conn, const char *nick, sb_claim_cb cb, void *arg);
+    /* A user online on any node under that nickname; NULL if none. */
+    const char *(*user_by_nick)(const sb_hub_t *hub, const char *nick);
     size_t (*rooms)(const sb_hub_t *hub, sb_room_info_t *out, size_t max);
     size_t (*room_count)(const sb_hub_t *hub, const char *room);
     size_t (*room_users)(const sb_hub_t *hub, const char *room, sb_user_info_t *out, size_t max);

@@ -24,11 +24,14 @@
  * counts from sb:p (after a snapshot published to its own channel, in order
  * with the changes), so that HTTP answers, which cannot wait, answer for the
  * cluster. Each node refreshes sb:alive:NODE every REFRESH_MS; a node whose
- * key has expired is reaped by the next node that looks.
+ * key has expired is reaped by the next node that looks, which announces
+ * its users' leaves (one script: once in the cluster). Nicknames are
+ * claimed in Redis by one script (sb:nk), before the join goes on.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
@@ -94,8 +97,12 @@ static const char MEMBER_LUA[] =
     "end\n"
     "if du ~= 0 then\n"
     "  utotal = redis.call('HINCRBY', 'sb:uc', user, du)\n"
-    "  if utotal <= 0 then redis.call('HDEL', 'sb:uc', user); redis.call('HDEL', "
-    "'sb:nick', user) end\n"
+    "  if utotal <= 0 then\n"
+    "    local old = redis.call('HGET', 'sb:nick', user)\n"
+    "    if old and redis.call('HGET', 'sb:nk', old) == user then redis.call('HDEL', 'sb:nk', old) "
+    "end\n"
+    "    redis.call('HDEL', 'sb:uc', user); redis.call('HDEL', 'sb:nick', user)\n"
+    "  end\n"
     "  if redis.call('HINCRBY', nm, 'u\\n' .. user, du) <= 0 then redis.call('HDEL', nm, 'u\\n' "
     ".. user) end\n"
     "end\n"
@@ -114,14 +121,43 @@ static const char MEMBER_LUA[] =
     "end\n"
     "return {total, inroom, utotal}\n";
 
+/* Claims a nickname (sb:nk, nickname -> user) for a user: refused while
+ * another user online (in sb:uc) holds it or has it as user id; the user's
+ * previous nickname is released. ARGV: node, user, nick. Returns 1
+ * (claimed), 0 (taken) or -1 when this node was reaped. */
+static const char NICK_LUA[] =
+    "local node, user, nick = ARGV[1], ARGV[2], ARGV[3]\n"
+    "if redis.call('SISMEMBER', 'sb:nodes', node) == 0 then return -1 end\n"
+    "if nick ~= user and redis.call('HEXISTS', 'sb:uc', nick) == 1 then return 0 end\n"
+    "local h = redis.call('HGET', 'sb:nk', nick)\n"
+    "if h and h ~= user and redis.call('HEXISTS', 'sb:uc', h) == 1 then return 0 end\n"
+    "local old = redis.call('HGET', 'sb:nick', user)\n"
+    "if old and old ~= nick and redis.call('HGET', 'sb:nk', old) == user then\n"
+    "  redis.call('HDEL', 'sb:nk', old)\n"
+    "end\n"
+    "redis.call('HSET', 'sb:nk', nick, user)\n"
+    "redis.call('HSET', 'sb:nick', user, nick)\n"
+    "return 1\n";
+
 /* Every REFRESH_MS: reaps the nodes whose sb:alive key has expired (their
  * counts are taken away and the changes published), then refreshes this
  * node's. ARGV: node, ttl, change envelope, 'reset' (this node's counts go
- * too: it registers them again). Returns -1 when this node had been reaped. */
+ * too: it registers them again), event envelope, timestamp (a JSON string).
+ * A reaped node's users leave its rooms: each room gets one user_left per
+ * user with the count left on every node, and presence offline when that
+ * user is now online nowhere. Being one script, a node is reaped (and
+ * announced) by one node only. Returns -1 when this node had been reaped. */
 static const char TICK_LUA[] =
-    "local me, penv = ARGV[1], ARGV[3]\n"
-    "local function reap(n)\n"
+    "local me, penv, venv, ts = ARGV[1], ARGV[3], ARGV[5], ARGV[6]\n"
+    "local function ev(t, room, user, nick, extra)\n"
+    "  local s = '{\"type\":\"' .. t .. '\",'\n"
+    "  if room then s = s .. '\"room\":' .. cjson.encode(room) .. ',' end\n"
+    "  return s .. '\"nickname\":' .. cjson.encode(nick) .. ',\"user_id\":' .. "
+    "cjson.encode(user) .. extra .. ',\"timestamp\":' .. ts .. '}'\n"
+    "end\n"
+    "local function reap(n, announce)\n"
     "  local f = redis.call('HGETALL', 'sb:nm:' .. n)\n"
+    "  local urooms, users = {}, {}\n"
     "  for i = 1, #f, 2 do\n"
     "    local k, c = f[i], tonumber(f[i + 1])\n"
     "    if k:sub(1, 2) == 'r\\n' then\n"
@@ -130,28 +166,45 @@ static const char TICK_LUA[] =
     "      local room, user = rest:sub(1, nl - 1), rest:sub(nl + 1)\n"
     "      if redis.call('HINCRBY', 'sb:rc:' .. room, user, -c) <= 0 then redis.call('HDEL', "
     "'sb:rc:' .. room, user) end\n"
-    "      if redis.call('HINCRBY', 'sb:rn', room, -c) <= 0 then redis.call('HDEL', 'sb:rn', "
-    "room) end\n"
+    "      local total = redis.call('HINCRBY', 'sb:rn', room, -c)\n"
+    "      if total <= 0 then redis.call('HDEL', 'sb:rn', room); total = 0 end\n"
     "      redis.call('PUBLISH', 'sb:p', penv .. room .. '\\n' .. user .. '\\n' .. -c .. "
     "'\\n0\\n')\n"
-    "    else\n"
-    "      local user = k:sub(3)\n"
-    "      if redis.call('HINCRBY', 'sb:uc', user, -c) <= 0 then\n"
-    "        redis.call('HDEL', 'sb:uc', user)\n"
-    "        redis.call('HDEL', 'sb:nick', user)\n"
+    "      if announce then\n"
+    "        local nick = redis.call('HGET', 'sb:nick', user) or user\n"
+    "        redis.call('PUBLISH', 'sb:r:' .. room, venv .. ev('user_left', room, user, nick, "
+    "',\"user_count\":' .. total))\n"
+    "        urooms[user] = urooms[user] or {}\n"
+    "        table.insert(urooms[user], room)\n"
     "      end\n"
-    "      redis.call('PUBLISH', 'sb:p', penv .. '\\n' .. user .. '\\n0\\n' .. -c .. '\\n')\n"
+    "    else\n"
+    "      users[#users + 1] = {k:sub(3), c}\n"
     "    end\n"
+    "  end\n"
+    "  for _, uc in ipairs(users) do\n"
+    "    local user, c = uc[1], uc[2]\n"
+    "    local nick = redis.call('HGET', 'sb:nick', user) or user\n"
+    "    if redis.call('HINCRBY', 'sb:uc', user, -c) <= 0 then\n"
+    "      redis.call('HDEL', 'sb:uc', user)\n"
+    "      redis.call('HDEL', 'sb:nick', user)\n"
+    "      if redis.call('HGET', 'sb:nk', nick) == user then redis.call('HDEL', 'sb:nk', nick) "
+    "end\n"
+    "      local off = ev('presence', nil, user, nick, ',\"status\":\"offline\"')\n"
+    "      for _, room in ipairs(urooms[user] or {}) do\n"
+    "        redis.call('PUBLISH', 'sb:r:' .. room, venv .. off)\n"
+    "      end\n"
+    "    end\n"
+    "    redis.call('PUBLISH', 'sb:p', penv .. '\\n' .. user .. '\\n0\\n' .. -c .. '\\n')\n"
     "  end\n"
     "  redis.call('DEL', 'sb:nm:' .. n)\n"
     "  redis.call('SREM', 'sb:nodes', n)\n"
     "end\n"
     "local reaped = 0\n"
     "for _, n in ipairs(redis.call('SMEMBERS', 'sb:nodes')) do\n"
-    "  if n ~= me and redis.call('EXISTS', 'sb:alive:' .. n) == 0 then reap(n); reaped = reaped "
-    "+ 1 end\n"
+    "  if n ~= me and redis.call('EXISTS', 'sb:alive:' .. n) == 0 then reap(n, true); reaped = "
+    "reaped + 1 end\n"
     "end\n"
-    "if ARGV[4] == 'reset' then reap(me); redis.call('SADD', 'sb:nodes', me) end\n"
+    "if ARGV[4] == 'reset' then reap(me, false); redis.call('SADD', 'sb:nodes', me) end\n"
     "if redis.call('SISMEMBER', 'sb:nodes', me) == 0 then return -1 end\n"
     "redis.call('SET', 'sb:alive:' .. me, '1', 'PX', ARGV[2])\n"
     "return reaped\n";
@@ -172,7 +225,7 @@ static const char SNAPSHOT_LUA[] =
 enum { ROOM_IDLE, ROOM_SUBSCRIBING, ROOM_SUBSCRIBED, ROOM_UNSUBSCRIBING };
 
 /* What a command's reply is for. */
-enum { CMD_MESSAGE, CMD_HISTORY, CMD_MEMBER, CMD_OTHER };
+enum { CMD_MESSAGE, CMD_HISTORY, CMD_MEMBER, CMD_NICK, CMD_OTHER };
 
 /* The reply of a command that needs one: a history request, a member
  * change whose event goes to a connection directly, the refresh. */
@@ -181,6 +234,8 @@ typedef struct pend_s {
     uint64_t req;  /* CMD_HISTORY */
     char *conn_id; /* CMD_MEMBER: the connection that gets the event */
     char *room, *head, *tail;
+    sb_claim_cb claim; /* CMD_NICK: runs once (with no connection when unanswered) */
+    void *claim_arg;
 } pend_t;
 
 /* The presence copy (see the file comment). */
@@ -272,6 +327,8 @@ static void schedule_retry(redis_t *e);
 
 static void pend_free(pend_t *p)
 {
+    if (p && p->claim)
+        p->claim(NULL, SB_EIO, p->claim_arg);
     if (p) {
         free(p->conn_id);
         free(p->room);
@@ -828,18 +885,40 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         went_down(e);
 }
 
+/* Now as a JSON string, RFC 3339 UTC with milliseconds (docs/protocol.md):
+ * the timestamp of the events a reap announces. */
+static void timestamp(char *out, size_t size)
+{
+    int64_t ms = sb__unix_ms();
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    char day[24];
+    gmtime_r(&t, &tm);
+    strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, size, "\"%s.%03dZ\"", day, (int)(ms % 1000));
+}
+
 /* The refresh: reaps dead nodes, keeps this one alive (reset: and takes
  * this node's counts away, to be registered again). */
 static void send_tick(redis_t *e, int reset)
 {
-    char ttl[24], env[40];
+    char ttl[24], env[40], venv[40], ts[40];
     snprintf(ttl, sizeof ttl, "%d", ALIVE_TTL_MS);
     snprintf(env, sizeof env, "P\n%s\n\n", e->node);
+    snprintf(venv, sizeof venv, "V\n%s\n\n", e->node);
+    timestamp(ts, sizeof ts);
     const char *mode = reset ? "reset" : "";
-    const char *argv[] = {"EVAL", TICK_LUA, "0", e->node, ttl, env, mode};
-    size_t len[] = {4,           sizeof TICK_LUA - 1, 1,           strlen(e->node),
-                    strlen(ttl), strlen(env),         strlen(mode)};
-    cmd_t *c = cmd_new(7, argv, len);
+    const char *argv[] = {"EVAL", TICK_LUA, "0", e->node, ttl, env, mode, venv, ts};
+    size_t len[] = {4,
+                    sizeof TICK_LUA - 1,
+                    1,
+                    strlen(e->node),
+                    strlen(ttl),
+                    strlen(env),
+                    strlen(mode),
+                    strlen(venv),
+                    strlen(ts)};
+    cmd_t *c = cmd_new(9, argv, len);
     if (c && !(c->pend = calloc(1, sizeof *c->pend))) {
         cmd_free(c);
         c = NULL;
@@ -967,7 +1046,17 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         sb__log(e->hub->srv, SB_LOG_ERROR, "redis: a command failed: %s", r->str);
     if (!p)
         return;
-    if (p->kind == CMD_HISTORY && r && r->type == REDIS_REPLY_ERROR) {
+    if (p->kind == CMD_NICK) {
+        sb_conn_t *conn = e->closing ? NULL : sb_hub_conn(e->hub, p->conn_id);
+        int status = SB_EIO;
+        if (r && r->type == REDIS_REPLY_INTEGER && r->integer >= 0)
+            status = r->integer > 0;
+        else if (r && r->type == REDIS_REPLY_INTEGER && !e->closing)
+            resync(e); /* reaped: the claim is asked for again by the client */
+        sb_claim_cb cb = p->claim;
+        p->claim = NULL;
+        cb(conn, status, p->claim_arg);
+    } else if (p->kind == CMD_HISTORY && r && r->type == REDIS_REPLY_ERROR) {
         req_t *q = req_take(e, p->req);
         if (q)
             req_fallback(e, q, SB_EIO);
@@ -1367,6 +1456,44 @@ static size_t redis_user_conns(const sb_hub_t *hub, const char *user_id)
     return u ? (size_t)u->n : 0;
 }
 
+static int redis_claim_nick(sb_hub_t *hub, sb_conn_t *conn, const char *nick, sb_claim_cb cb,
+                            void *arg)
+{
+    redis_t *e = engine(hub);
+    const char *user = sb_conn_user_id(conn);
+    if (!up(e) || !e->synced || !presence_id_ok(user) || !presence_id_ok(nick))
+        return 1;
+    pend_t *p = calloc(1, sizeof *p);
+    if (!p || !(p->conn_id = strdup(sb_conn_id(conn)))) {
+        free(p);
+        cb(NULL, SB_ENOMEM, arg);
+        return SB_ENOMEM;
+    }
+    p->kind = CMD_NICK;
+    p->claim = cb;
+    p->claim_arg = arg;
+    const char *argv[] = {"EVAL", NICK_LUA, "0", e->node, user, nick};
+    size_t len[] = {4, sizeof NICK_LUA - 1, 1, strlen(e->node), strlen(user), strlen(nick)};
+    cmd_t *c = cmd_new(6, argv, len);
+    if (!c) {
+        pend_free(p); /* runs cb */
+        return SB_ENOMEM;
+    }
+    c->kind = CMD_NICK;
+    c->pend = p;
+    return cmd_send(e, c);
+}
+
+/* The nicknames are in the copy (sb:nick): one walk of the online users. */
+static const char *redis_user_by_nick(const sb_hub_t *hub, const char *nick)
+{
+    const redis_t *e = hub->engine_state;
+    for (const puser_t *u = e->pusers; u; u = u->hh.next)
+        if (u->nick && strcmp(u->nick, nick) == 0)
+            return u->id;
+    return NULL;
+}
+
 /* The rooms with members on any node, and this node's empty ones. */
 static size_t redis_rooms(const sb_hub_t *hub, sb_room_info_t *out, size_t max)
 {
@@ -1422,6 +1549,8 @@ const sb__engine_t sb__engine_redis = {
     .node = redis_node,
     .user_count = redis_user_count,
     .user_conns = redis_user_conns,
+    .claim_nick = redis_claim_nick,
+    .user_by_nick = redis_user_by_nick,
     .rooms = redis_rooms,
     .room_count = redis_room_count,
     .room_users = redis_room_users,

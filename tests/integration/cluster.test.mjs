@@ -172,13 +172,38 @@ describe('three nodes, one Redis', () => {
     const x = await connect(victim, 'kx@victim');
     await a.join('recover');
     await w.join('recover');
-    await x.join('recover');
+    await x.join('recover', 'kx');
+    for (const c of [a, w]) {
+      await c.next('user_joined', { room: 'recover', user_id: x.id });
+      await c.next('presence', { user_id: x.id, status: 'online' });
+    }
     for (let i = 1; i <= 3; i++) await a.say('recover', `before${i}`);
-    const last = (await collect(x, 'recover', 3)).at(-1)[0];
+    let last = (await collect(x, 'recover', 3)).at(-1)[0];
     victim.killed = true;
     victim.proc.kill('SIGKILL');
     await victim.exited;
     await x.closed;
+    // The node that reaps the dead one (within its key's TTL, 6 s, and a
+    // refresh, 2 s; 15 s is the guard) tells the rooms of its users, on
+    // every surviving node: user_left with the count left, then presence
+    // offline (kx was online nowhere else).
+    for (const c of [a, w]) {
+      const left = await c.next('user_left', { room: 'recover', user_id: x.id }, { ms: 15000 });
+      assert.equal(left.nickname, 'kx');
+      assert.equal(left.user_count, 2, 'the members left on every node');
+      const off = await c.next('presence', { user_id: x.id }, { ms: 15000 });
+      assert.equal(off.status, 'offline', 'presence offline after user_left');
+      assert.equal(off.nickname, 'kx');
+      assert.match(off.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    }
+    // Once across the cluster: a message sent after the reap comes after
+    // anything any node announced for it.
+    last = (await a.say('recover', 'mark')).id;
+    await w.next('message', { room: 'recover', content: 'mark' });
+    for (const c of [a, w]) {
+      c.assertNone('user_left', { user_id: x.id }, 'one user_left, from one node');
+      c.assertNone('presence', { user_id: x.id }, 'one presence offline, from one node');
+    }
     for (let i = 1; i <= 3; i++) await a.say('recover', `missed${i}`);
     const y = await connect(nodes[1], 'ky@2');
     y.send({ type: 'join', room: 'recover', since: last });
@@ -295,6 +320,45 @@ describe('three nodes, one Redis', () => {
     const mb = await b.next('message', { room: 'posted', content: 'via http' });
     assert.equal(ma.id, mb.id);
     assert.ok(ma.id >= 1);
+  });
+
+  test('nicknames are unique across nodes; direct by nickname reaches another node', async () => {
+    const a = await connect(nodes[0], 'na@1');
+    const b = await connect(nodes[1], 'nb@2');
+    const c = await connect(nodes[2], 'nc@3');
+    await b.join('nicks');
+    await c.join('nicks');
+    await a.join('nicks', 'nadia');
+    // A change reaches a node's copy before the join event it goes with.
+    for (const x of [b, c]) {
+      assert.equal((await x.next('user_joined', { room: 'nicks', user_id: a.id })).nickname, 'nadia');
+    }
+    await b.expectError({ type: 'join', room: 'other', nickname: 'nadia' }, 'nickname_taken');
+    const u = await b.request({ type: 'users', room: 'nicks' }, 'users', { room: 'nicks' });
+    assert.equal(u.users.find((e) => e.user_id === b.id).nickname, b.id, 'the refused join changed nothing');
+    c.send({ type: 'direct', to: 'nadia', content: 'by nickname' });
+    const d = await a.next('direct', { from: c.id });
+    assert.equal(d.content, 'by nickname');
+    assert.equal(d.to, a.id);
+    assert.equal((await c.next('direct', { from: c.id })).to, a.id, 'the sender sees what it sent');
+    // The user's last connection closed: the nickname is free on every node.
+    await a.close();
+    await b.next('user_left', { room: 'nicks', user_id: a.id });
+    await c.next('user_left', { room: 'nicks', user_id: a.id });
+    await c.expectError({ type: 'direct', to: 'nadia', content: 'x' }, 'unknown_user');
+    const j = await b.join('nicks2', 'nadia');
+    assert.equal(j.joined.nickname, 'nadia');
+    // One nickname asked for on two nodes at once: Redis gives it to one.
+    const p = await connect(nodes[0], 'np@1');
+    const q = await connect(nodes[2], 'nq@3');
+    for (const x of [p, q]) x.send({ type: 'join', room: 'race', nickname: 'racer' });
+    const outcome = async (x) => {
+      const m = await x.next(null, (e) => e.type === 'error' ||
+        (e.type === 'user_joined' && e.user_id === x.id));
+      return m.type === 'error' ? m.code : m.nickname;
+    };
+    const got = [await outcome(p), await outcome(q)].sort();
+    assert.deepEqual(got, ['nickname_taken', 'racer'], 'exactly one of the two joins got it');
   });
 
   test('the users of a node killed with SIGKILL drop out of presence within the TTL', async () => {
