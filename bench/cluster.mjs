@@ -15,13 +15,13 @@
 // step is bounded in time.
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(join(ROOT, 'tests/integration/package.json'));
 const WebSocket = require('ws');
+const { freePort, withTimeout } = await import(join(ROOT, 'tests/integration/lib/util.mjs'));
 
 const BIN = process.env.SB_BIN ?? join(ROOT, 'build/switchboard');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -29,20 +29,6 @@ const SUBS = Number(process.env.BENCH_SUBS ?? 60);
 const WINDOW = Number(process.env.BENCH_WINDOW ?? 20);
 const SETUPS = (process.env.BENCH_NODES ?? 'local,1,2,3').split(',');
 const STEP_MS = 15000; // the guard on every start, connect and drain
-
-const timeout = (p, ms, what) => Promise.race([p, new Promise((_, rej) =>
-  setTimeout(() => rej(new Error(`timed out after ${ms} ms: ${what}`)), ms).unref())]);
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 // Spawns cmd and resolves once a line of its output matches re.
 function run(cmd, args, re) {
@@ -58,7 +44,7 @@ function run(cmd, args, re) {
     proc.stderr.on('data', on);
     proc.on('exit', (code) => reject(new Error(`${cmd} exited (${code}):\n${out}`)));
   });
-  return { proc, ready: timeout(ready, STEP_MS, `${cmd} ready`) };
+  return { proc, ready: withTimeout(ready, STEP_MS, `${cmd} ready`) };
 }
 
 async function startNode(redisPort) {
@@ -76,7 +62,7 @@ function connect(port) {
     const m = JSON.parse(d);
     c.handlers.get(m.type)?.(m);
   });
-  return timeout(new Promise((resolve, reject) => {
+  return withTimeout(new Promise((resolve, reject) => {
     ws.once('error', reject);
     c.handlers.set('welcome', (m) => {
       c.id = m.user_id;
@@ -86,7 +72,7 @@ function connect(port) {
 }
 
 function joinRoom(c, room) {
-  return timeout(new Promise((resolve) => {
+  return withTimeout(new Promise((resolve) => {
     c.handlers.set('history', () => resolve());
     c.ws.send(JSON.stringify({ type: 'join', room }));
   }), STEP_MS, 'join');
@@ -155,7 +141,7 @@ async function setup(kind) {
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
     const counted = delivered;
     measuring = false;
-    await timeout(Promise.all(done), STEP_MS, 'publishers drain');
+    await withTimeout(Promise.all(done), STEP_MS, 'publishers drain');
     lat.sort((a, b) => a - b);
     const row = {
       setup: kind === 'local' ? '1 node, local engine' : `${n} node${n > 1 ? 's' : ''}, redis`,

@@ -6,22 +6,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { api, closeAll, HubClient } from './lib/hub.mjs';
 import { start } from './lib/server.mjs';
-import { withTimeout } from './lib/util.mjs';
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort, withTimeout } from './lib/util.mjs';
 
 // Starts redis-server on port, resolves once it accepts connections.
 async function startRedis(port) {

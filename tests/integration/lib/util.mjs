@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
 import WebSocket from 'ws';
 
 // Resolves or rejects like `promise`, but fails with "timed out: what" after
@@ -218,4 +219,17 @@ export async function until(cond, ms, what, every = 50) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what}`);
     await new Promise((r) => setTimeout(r, every));
   }
+}
+
+// A TCP port free on 127.0.0.1 now (for servers that need one named, like
+// redis-server).
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
 }
